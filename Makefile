@@ -1,0 +1,49 @@
+# SIP edge toolkit: the two commands are `make lab` and `make test`.
+# Every target installs what it needs and is safe to re-run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PYTHONPATH := $(CURDIR)/tools
+export OPENSIPS_VERSION ?= 3.6
+
+PY := $(VENV)/bin/python
+
+.PHONY: help venv docker images prereq lint unit molecule test lab lab-destroy opensips-source
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+venv: ## Create .venv with the pinned toolchain (cached)
+	@bash tools/ensure-venv.sh
+
+docker: ## Make sure a Docker engine answers (installs/starts docker.io as root)
+	@bash tools/ensure-docker.sh
+
+images: docker ## Make sure the systemd Debian 12 base image exists (pull or debootstrap)
+	@bash tools/base-image.sh
+
+prereq: venv images
+
+opensips-source: venv ## Show which OpenSIPS source the tests and the lab will use
+	@$(PY) tools/opensips_source.py show
+
+lint: venv ## yamllint + ansible-lint (production profile)
+	@$(PY) tools/run_tests.py --stage lint
+
+unit: venv ## Python unit tests
+	@$(PY) tools/run_tests.py --stage unit
+
+molecule: prereq ## Molecule scenarios (SCENARIO=name for one)
+	@$(PY) tools/run_tests.py --stage molecule $(if $(SCENARIO),--scenario $(SCENARIO))
+
+test: prereq ## Everything: lint, unit tests, every Molecule scenario, then a summary
+	@$(PY) tools/run_tests.py $(if $(SCENARIO),--scenario $(SCENARIO))
+
+lab: prereq ## Deploy the edge into local containers and print how to use it
+	@$(PY) tools/opensips_source.py exec -- ansible-playbook -i inventories/lab playbooks/lab.yml
+
+lab-destroy: venv ## Remove every container and network the lab created
+	@ansible-playbook -i inventories/lab playbooks/lab-destroy.yml
