@@ -1,0 +1,97 @@
+"""The real OpenSIPS parser as a test oracle: `opensips -C -f FILE` of a given release.
+
+It uses whatever source is reachable (see tools/opensips_source.py): the image
+`opensips/opensips:<version>` (or OPENSIPS_IMAGE when its version matches), or
+the packages of an apt mirror installed into a throwaway container built from
+the shared base image. When neither exists, `find()` says why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import opensips_source
+
+BASE_IMAGE = os.environ.get("SIPEDGE_BASE_IMAGE", "sipedge/debian12-systemd:latest")
+PACKAGES = [
+    "opensips", "opensips-auth-modules", "opensips-mysql-module", "opensips-http-modules",
+    "opensips-prometheus-module", "opensips-tls-module", "opensips-tlsmgm-module",
+    "opensips-tls-openssl-module", "opensips-wss-module",
+]
+
+
+def _docker(*args: str, check: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def release_of(version_output: str) -> str:
+    """'3.6' from `opensips -V` output ('version: opensips 3.6.8 (x86_64/linux)')."""
+    match = re.search(r"opensips (\d+\.\d+)\.", version_output)
+    return match.group(1) if match else ""
+
+
+class ImageOracle:
+    def __init__(self, image: str):
+        self.image = image
+        self.where = f"image {image}"
+
+    def check(self, cfg: Path) -> tuple[int, str]:
+        run = _docker("run", "--rm", "--network", "none", "-v", f"{cfg.resolve()}:/tmp/opensips.cfg:ro",
+                      "--entrypoint", "/usr/sbin/opensips", self.image, "-C", "-f", "/tmp/opensips.cfg")
+        return run.returncode, run.stdout + run.stderr
+
+    def close(self) -> None:
+        pass
+
+
+class MirrorOracle:
+    """A container from the base image with the release's packages from the mirror."""
+
+    def __init__(self, url: str, suite: str, trusted: bool):
+        self.name = f"sipedge-opensips-oracle-{uuid.uuid4().hex[:8]}"
+        self.where = f"packages from {url}"
+        _docker("run", "-d", "--name", self.name, "--entrypoint", "sleep", BASE_IMAGE, "infinity", check=True)
+        option = "[trusted=yes] " if trusted else ""
+        line = f"deb {option}{url} {suite}"
+        install = (
+            f"echo '{line}' > /etc/apt/sources.list.d/opensips.list && apt-get update -qq && "
+            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {' '.join(PACKAGES)} >/dev/null"
+        )
+        run = _docker("exec", self.name, "sh", "-c", install)
+        if run.returncode != 0:
+            self.close()
+            raise RuntimeError(f"installing OpenSIPS from {url} failed:\n{run.stdout}{run.stderr}")
+
+    def check(self, cfg: Path) -> tuple[int, str]:
+        target = f"/tmp/{uuid.uuid4().hex}.cfg"
+        _docker("cp", str(cfg.resolve()), f"{self.name}:{target}", check=True)
+        run = _docker("exec", self.name, "/usr/sbin/opensips", "-C", "-f", target)
+        return run.returncode, run.stdout + run.stderr
+
+    def close(self) -> None:
+        _docker("rm", "-f", self.name)
+
+
+def find(version: str):
+    """(oracle, "") for the release, or (None, reason)."""
+    src = opensips_source.discover(version)
+    if src.image:
+        probe = _docker("run", "--rm", "--entrypoint", "/usr/sbin/opensips", src.image, "-V")
+        if release_of(probe.stdout + probe.stderr) == version:
+            return ImageOracle(src.image), ""
+        src.notes.append(f"{src.image} is not OpenSIPS {version}")
+    server = None
+    if src.apt_dir and not src.apt_url:
+        server, src.apt_url = opensips_source.serve_directory(src.apt_dir)
+    if src.apt_url:
+        try:
+            return MirrorOracle(src.apt_url, src.apt_suite or "./", src.apt_trusted), ""
+        finally:
+            if server:
+                server.shutdown()
+    reason = f"no OpenSIPS {version} binary reachable (set OPENSIPS_APT_MIRROR or OPENSIPS_IMAGE): " + "; ".join(src.notes)
+    return None, reason

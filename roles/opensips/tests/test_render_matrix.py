@@ -1,0 +1,199 @@
+"""Rendering matrix of the opensips role: feature toggles x releases, each file
+rendered by the role's own templates and checked by the real `opensips -C` of
+that release where one is reachable (SKIPPED with the reason otherwise)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import opensips_oracle
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOK = Path(__file__).with_name("render_matrix.yml")
+VERSIONS = ["3.4", "3.5", "3.6"]
+
+TWO_MEDIA_SERVERS = [{"id": 1, "destinations": [
+    {"uri": "sip:10.0.0.41:5060", "weight": 1, "priority": 0, "description": "fs1: primary"},
+    {"uri": "sip:[2001:db8::42]:5060", "weight": 2, "priority": 1, "state": "probing", "attrs": "site=b"},
+]}]
+
+VARIANTS = {
+    "minimal": {
+        "opensips_db_enabled": False, "opensips_auth_enabled": False,
+        "opensips_usrloc_working_mode": "single-instance-no-db", "opensips_pike_enabled": False,
+        "opensips_sanity_enabled": False, "opensips_dialog_enabled": False, "opensips_acc_enabled": False,
+        "opensips_mi_http_enabled": False, "opensips_prometheus_enabled": False,
+    },
+    "registrar-auth-nat": {
+        "opensips_sockets": [{"proto": "udp", "port": 5060, "advertise": "203.0.113.5"}, {"proto": "tcp", "port": 5060}],
+        "opensips_nat_enabled": True, "opensips_dispatcher_algorithm": "hash-callid",
+        "opensips_trusted_sources": [{"address": "198.51.100.7", "description": "carrier: trunk"}],
+    },
+    "rtpengine-tls-webrtc": {
+        "opensips_sockets": [{"proto": "udp", "port": 5060}, {"proto": "tls", "port": 5061},
+                             {"proto": "ws", "port": 5066}, {"proto": "wss", "port": 7443}],
+        "opensips_media_relay": "rtpengine", "opensips_webrtc_enabled": True,
+    },
+    "rtpproxy-db-backends": {
+        "opensips_media_relay": "rtpproxy", "opensips_dispatcher_backend": "db",
+        "opensips_trusted_backend": "db", "opensips_dispatcher_algorithm": "random",
+    },
+    "site-snippets": {
+        "opensips_custom_snippets": {
+            "global": 'loadmodule "textops.so"',
+            "request": 'if (is_method("PUBLISH")) {\n\tsend_reply(405, "Not Allowed");\n\texit;\n}',
+            "relay": 'xlog("L_INFO", "relaying $rm to $ru\\n");',
+            "routes": 'route[site_extra] {\n\txlog("L_INFO", "site route\\n");\n}',
+        },
+    },
+}
+
+# What our seed documents got wrong; the real parser must refuse each.
+SEED_MISTAKES = {
+    "seed-list-file": ('modparam("dispatcher", "list_file", "/etc/opensips/dispatcher.list")', "list_file"),
+    "seed-flags": ('modparam("dispatcher", "flags", 2)', "flags"),
+    "seed-maxfwd": (None, "mf_process_maxfwd"),
+}
+
+
+def variants():
+    out = []
+    for version in VERSIONS:
+        for name, extra in VARIANTS.items():
+            out.append({"name": f"{version}-{name}", "vars": {"opensips_version": version,
+                                                              "opensips_dispatcher_sets": TWO_MEDIA_SERVERS, **extra}})
+    for name, (global_snippet, _) in SEED_MISTAKES.items():
+        snippets = {"global": global_snippet} if global_snippet else {"request": "if (!mf_process_maxfwd(10)) { exit; }"}
+        out.append({"name": name, "vars": {"opensips_version": "3.6", "opensips_dispatcher_sets": TWO_MEDIA_SERVERS,
+                                           "opensips_custom_snippets": snippets}})
+    return out
+
+
+def ansible_playbook(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_NOCOLOR": "1"}
+    binary = Path(sys.executable).with_name("ansible-playbook")
+    command = str(binary) if binary.exists() else shutil.which("ansible-playbook") or "ansible-playbook"
+    return subprocess.run([command, "-i", "localhost,", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}", *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rendered")
+    matrix = root / "matrix.json"
+    matrix.write_text(json.dumps({"opensips_matrix": variants(), "render_root": str(root)}))
+    run = ansible_playbook(str(PLAYBOOK), "-e", f"@{matrix}")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    return root
+
+
+@pytest.fixture(scope="session")
+def oracles():
+    found = {}
+    yield lambda version: found.setdefault(version, opensips_oracle.find(version))
+    for oracle, _ in found.values():
+        if oracle:
+            oracle.close()
+
+
+def oracle_or_skip(oracles, version):
+    oracle, reason = oracles(version)
+    if oracle is None:
+        pytest.skip(f"SKIPPED: {reason}")
+    return oracle
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rendered_cfg_passes_the_real_parser(rendered, oracles, version, variant):
+    cfg = rendered / f"{version}-{variant}" / "opensips.cfg"
+    assert cfg.is_file()
+    oracle = oracle_or_skip(oracles, version)
+    rc, output = oracle.check(cfg)
+    assert rc == 0, f"opensips -C ({oracle.where}) refused {cfg}:\n{output[-3000:]}"
+
+
+@pytest.mark.parametrize("case", SEED_MISTAKES)
+def test_seed_mistakes_are_refused_by_the_real_parser(rendered, oracles, case):
+    oracle = oracle_or_skip(oracles, "3.6")
+    rc, output = oracle.check(rendered / case / "opensips.cfg")
+    assert rc != 0, f"opensips -C accepted the seed's {SEED_MISTAKES[case][1]}:\n{output[-2000:]}"
+
+
+def test_dispatcher_table_escapes_uris_and_maps_states(rendered):
+    lines = (rendered / "3.6-minimal" / "dbtext" / "dispatcher").read_text().splitlines()
+    assert lines[0].startswith("id(int,auto) setid(int) destination(string) socket(string,null) state(int)")
+    assert lines[1] == r"1:1:sip\:10.0.0.41\:5060::0:0:1:0::fs1\: primary"
+    assert lines[2] == r"2:1:sip\:[2001\:db8\:\:42]\:5060::2:0:2:1:site=b:"
+    assert len(lines) == 3
+
+
+def test_version_file_declares_the_table_versions(rendered):
+    text = (rendered / "3.6-minimal" / "dbtext" / "version").read_text()
+    assert "dispatcher:9" in text.splitlines()
+    assert "address:5" in text.splitlines()
+
+
+def test_media_servers_are_trusted_by_address(rendered):
+    rows = (rendered / "3.6-registrar-auth-nat" / "dbtext" / "address").read_text().splitlines()[1:]
+    assert rows[0] == r"1:1:198.51.100.7:32:0:any::carrier\: trunk"
+    assert rows[1] == "2:1:10.0.0.41:32:0:any::media server (dispatcher set 1)"
+    assert rows[2] == r"3:1:2001\:db8\:\:42:128:0:any::media server (dispatcher set 1)"
+    assert len(rows) == 3
+
+
+def test_features_switch_modules_on_and_off(rendered):
+    minimal = (rendered / "3.6-minimal" / "opensips.cfg").read_text()
+    full = (rendered / "3.6-rtpengine-tls-webrtc" / "opensips.cfg").read_text()
+    for module in ("auth_db.so", "db_mysql.so", "pike.so", "acc.so", "dialog.so", "httpd.so", "rtpengine.so"):
+        assert f'loadmodule "{module}"' not in minimal
+    for module in ("auth_db.so", "signaling.so", "rtpengine.so", "proto_wss.so", "tls_mgm.so", "prometheus.so"):
+        assert f'loadmodule "{module}"' in full
+    assert "socket=wss:192.0.2.10:7443" in full
+    assert "list_file" not in full and "mf_process_maxfwd(" not in full
+
+
+def test_advertised_address_is_rendered(rendered):
+    cfg = (rendered / "3.6-registrar-auth-nat" / "opensips.cfg").read_text()
+    assert "socket=udp:192.0.2.10:5060 as 203.0.113.5:5060" in cfg
+
+
+def test_db_password_is_url_encoded(rendered):
+    cfg = (rendered / "3.6-registrar-auth-nat" / "opensips.cfg").read_text()
+    assert "mysql://opensips:s3cret%3Awith%40odd%2Fchars@192.0.2.20:3306/opensips" in cfg
+
+
+BAD_INPUT = {
+    "duplicate-socket": ({"opensips_sockets": [{"proto": "udp", "port": 5060}, {"proto": "udp", "port": 5060}]},
+                         "opensips_sockets: duplicate socket"),
+    "wss-without-certificate": ({"opensips_sockets": [{"proto": "wss", "port": 7443}]}, "opensips_tls_certificate"),
+    "not-a-sip-uri": ({"opensips_dispatcher_sets": [{"id": 1, "destinations": [{"uri": "http://10.0.0.1"}]}]},
+                      "opensips_dispatcher_sets[1]"),
+    "webrtc-without-rtpengine": ({"opensips_webrtc_enabled": True}, "opensips_webrtc_enabled needs opensips_media_relay"),
+    "port-out-of-range": ({"opensips_sockets": [{"proto": "udp", "port": 70000}]}, "opensips_sockets"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_fails_before_rendering_and_names_the_variable(tmp_path, case):
+    extra, message = BAD_INPUT[case]
+    base = {"opensips_version": "3.6", "opensips_dispatcher_sets": TWO_MEDIA_SERVERS}
+    variables = {**base, **extra}
+    matrix = tmp_path / "m.json"
+    matrix.write_text(json.dumps({"opensips_matrix": [{"name": case, "vars": variables}], "render_root": str(tmp_path)}))
+    args = ["-e", f"@{matrix}"]
+    if case == "wss-without-certificate":
+        args += ["-e", "opensips_tls_certificate=''"]
+    run = ansible_playbook(str(PLAYBOOK), *args)
+    assert run.returncode != 0
+    assert message in run.stdout, run.stdout[-3000:]
+    assert not (tmp_path / case / "opensips.cfg").exists()
