@@ -62,7 +62,7 @@ def test_call_completes_and_reaches_the_uas(host, uas):
 
 
 def test_options_probe_is_answered(host):
-    result = sipkit.run_sipp(host, "uac_options", MEDIA, service="ping", calls=3, rate=10)
+    result = sipkit.run_sipp(host, "uac_options", MEDIA, calls=3, rate=10)
     assert result.rc == 0, result.summary()
     assert result.successful == 3, result.summary()
 
