@@ -139,39 +139,41 @@ def debian_codename() -> str:
     return os.environ.get("OPENSIPS_APT_CODENAME", "bookworm")
 
 
-def _use_directory(src: Source, directory: Path, origin: str) -> bool:
-    index = read_flat_index(directory)
+def _release_found(src: Source, index: str | None, where: str, origin: str, missing: str) -> bool:
+    """Does the Packages ``index`` read from ``where`` carry the release? Notes why not."""
     if index is None:
-        src.notes.append(f"{origin}: {directory} has no Packages index (not a flat apt repository)")
+        src.notes.append(f"{origin}: {where} {missing}")
         return False
     versions = packages_versions(index)
     if not version_matches(versions, src.version):
-        src.notes.append(f"{origin}: {directory} has no opensips {src.version}.x (found: {', '.join(versions) or 'none'})")
+        src.notes.append(f"{origin}: {where} has no opensips {src.version}.x (found: {', '.join(versions) or 'none'})")
+        return False
+    return True
+
+
+def _use_directory(src: Source, directory: Path, origin: str) -> bool:
+    if not _release_found(src, read_flat_index(directory), str(directory), origin,
+                          "has no Packages index (not a flat apt repository)"):
         return False
     src.apt_dir, src.apt_suite, src.apt_trusted, src.apt_origin = str(directory), "./", True, origin
     return True
 
 
-def _use_url(src: Source, url: str, origin: str) -> bool:
-    suite = os.environ.get("OPENSIPS_APT_SUITE", "")
+def _use_url(src: Source, url: str, origin: str, env: dict[str, str]) -> bool:
+    suite = env.get("OPENSIPS_APT_SUITE", "")
     if suite and suite != "./":
-        # A full repository (dists/...): trust the operator's suite and just check it answers.
+        # A mirror of the vendor's layout: dists/<suite>/<version>-releases.
         if fetch_url(f"{url.rstrip('/')}/dists/{suite}/Release") is None:
             src.notes.append(f"{origin}: {url} dists/{suite}/Release is not reachable")
             return False
         src.apt_url, src.apt_suite, src.apt_origin = url, suite, origin
-        src.apt_trusted = os.environ.get("OPENSIPS_APT_TRUSTED", "false") == "true"
+        src.apt_trusted = env.get("OPENSIPS_APT_TRUSTED", "false") == "true"
         return True
-    index = remote_flat_index(url)
-    if index is None:
-        src.notes.append(f"{origin}: {url} has no reachable flat Packages index (set OPENSIPS_APT_SUITE for a dists/ layout)")
-        return False
-    versions = packages_versions(index)
-    if not version_matches(versions, src.version):
-        src.notes.append(f"{origin}: {url} has no opensips {src.version}.x (found: {', '.join(versions) or 'none'})")
+    if not _release_found(src, remote_flat_index(url), url, origin,
+                          "has no reachable flat Packages index (set OPENSIPS_APT_SUITE for a dists/ layout)"):
         return False
     src.apt_url, src.apt_suite, src.apt_origin = url, "./", origin
-    src.apt_trusted = os.environ.get("OPENSIPS_APT_TRUSTED", "true") == "true"
+    src.apt_trusted = env.get("OPENSIPS_APT_TRUSTED", "true") == "true"
     return True
 
 
@@ -182,14 +184,14 @@ def find_packages(src: Source, env: dict[str, str]) -> None:
         if not given.startswith(("http://", "https://")) and path.is_dir():
             _use_directory(src, path, "OPENSIPS_APT_MIRROR")
         else:
-            _use_url(src, given, "OPENSIPS_APT_MIRROR")
+            _use_url(src, given, "OPENSIPS_APT_MIRROR", env)
         return  # an explicit choice is never silently replaced
     local = Path(env.get("OPENSIPS_LOCAL_MIRROR", LOCAL_MIRROR))
     if local.is_dir() and _use_directory(src, local, "local mirror"):
         return
     release = f"{VENDOR_APT}/dists/{debian_codename()}/{src.version}-releases/Release"
     if fetch_url(release) is not None:
-        src.apt_url, src.apt_suite, src.apt_origin = VENDOR_APT, f"{debian_codename()} {src.version}-releases", "vendor"
+        src.apt_url, src.apt_suite, src.apt_origin = VENDOR_APT, debian_codename(), "vendor"
     else:
         src.notes.append(f"vendor: {VENDOR_APT} is not reachable")
 

@@ -112,3 +112,18 @@ def test_cli_env_output_is_shell_syntax(flat_repo):
     parsed = dict(line.split("=", 1) for line in out.splitlines())
     assert parsed["OPENSIPS_SOURCE"] == "package"
     assert parsed["OPENSIPS_VERSION"] == "3.6"
+
+
+def test_mirror_of_the_vendor_layout_is_checked_by_its_release_file(tmp_path):
+    (tmp_path / "dists" / "bookworm").mkdir(parents=True)
+    (tmp_path / "dists" / "bookworm" / "Release").write_text("Suite: bookworm\n")
+    server, _ = osrc.serve_directory(str(tmp_path))
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        src = osrc.discover("3.6", {"OPENSIPS_APT_MIRROR": url, "OPENSIPS_APT_SUITE": "bookworm", **NO_REGISTRY})
+        assert (src.apt_url, src.apt_suite, src.apt_trusted) == (url, "bookworm", False)
+        missing = osrc.discover("3.6", {"OPENSIPS_APT_MIRROR": url, "OPENSIPS_APT_SUITE": "trixie", **NO_REGISTRY})
+        assert missing.kinds == []
+        assert any("dists/trixie/Release is not reachable" in note for note in missing.notes)
+    finally:
+        server.shutdown()
