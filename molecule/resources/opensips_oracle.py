@@ -8,9 +8,11 @@ the shared base image. When neither exists, `find()` says why.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -46,6 +48,27 @@ class ImageOracle:
 
     def close(self) -> None:
         pass
+
+    def serve(self, cfg: Path, dbtext: Path, mi_method: str, timeout: float = 20.0) -> tuple[dict | None, str]:
+        """Start the real OpenSIPS on ``cfg`` with the db_text tables in ``dbtext`` (mounted where the
+        config expects them, /etc/opensips/dbtext) and return one MI reply over HTTP, plus its log."""
+        name = f"sipedge-opensips-serve-{uuid.uuid4().hex[:8]}"
+        _docker("run", "-d", "--name", name, "--network", "none",
+                "-v", f"{cfg.resolve()}:/etc/opensips/opensips.cfg:ro", "-v", f"{dbtext.resolve()}:/etc/opensips/dbtext:ro",
+                "--entrypoint", "sh", self.image, "-c",
+                "mkdir -p /run/opensips && exec /usr/sbin/opensips -F -f /etc/opensips/opensips.cfg", check=True)
+        try:
+            body = json.dumps({"jsonrpc": "2.0", "method": mi_method, "params": {"full": 1}, "id": 1})
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                run = _docker("exec", name, "curl", "-s", "-m", "3", "-H", "Content-Type: application/json",
+                              "-d", body, "http://127.0.0.1:8888/mi")
+                if run.returncode == 0 and run.stdout.strip():
+                    return json.loads(run.stdout), _docker("logs", name).stderr
+                time.sleep(0.5)
+            return None, _docker("logs", name).stderr
+        finally:
+            _docker("rm", "-f", name)
 
 
 class MirrorOracle:

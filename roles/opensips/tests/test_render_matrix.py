@@ -45,6 +45,13 @@ VARIANTS = {
         "opensips_media_relay": "rtpproxy", "opensips_dispatcher_backend": "db",
         "opensips_trusted_backend": "db", "opensips_dispatcher_algorithm": "random",
     },
+    # started for real (no database, loopback only) to prove the tables load
+    "table-load": {
+        "opensips_listen_address": "127.0.0.1",
+        "opensips_db_enabled": False, "opensips_auth_enabled": False,
+        "opensips_usrloc_working_mode": "single-instance-no-db",
+        "opensips_dispatcher_ping_interval": 0,
+    },
     "site-snippets": {
         "opensips_custom_snippets": {
             "global": 'loadmodule "textops.so"',
@@ -127,6 +134,23 @@ def test_seed_mistakes_are_refused_by_the_real_parser(rendered, oracles, case):
     oracle = oracle_or_skip(oracles, "3.6")
     rc, output = oracle.check(rendered / case / "opensips.cfg")
     assert rc != 0, f"opensips -C accepted the seed's {SEED_MISTAKES[case][1]}:\n{output[-2000:]}"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rendered_tables_load_in_the_real_opensips(rendered, oracles, version):
+    """db_text tables can't be checked by -C: start the release on them and ask ds_list."""
+    oracle = oracle_or_skip(oracles, version)
+    if not hasattr(oracle, "serve"):
+        pytest.skip(f"SKIPPED: starting OpenSIPS {version} needs its image ({oracle.where} has none)")
+    variant = rendered / f"{version}-table-load"
+    reply, log = oracle.serve(variant / "opensips.cfg", variant / "dbtext", "ds_list")
+    assert reply is not None, f"OpenSIPS {version} did not come up on the rendered tables:\n{log[-3000:]}"
+    found = {d["URI"]: d for s in reply["result"]["PARTITIONS"][0]["SETS"] for d in s["Destinations"]}
+    assert set(found) == {"sip:10.0.0.41:5060", "sip:[2001:db8::42]:5060"}, reply
+    assert found["sip:10.0.0.41:5060"]["state"] == "Active"
+    assert found["sip:10.0.0.41:5060"]["description"] == "fs1: primary"
+    assert found["sip:[2001:db8::42]:5060"]["state"] == "Probing"
+    assert found["sip:[2001:db8::42]:5060"]["weight"] == 2
 
 
 def test_dispatcher_table_escapes_uris_and_maps_states(rendered):
