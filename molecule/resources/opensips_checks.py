@@ -1,0 +1,159 @@
+"""Checks every OpenSIPS install method must pass, written once.
+
+A scenario's test module imports them (``from opensips_checks import *``) and
+provides an ``edge`` fixture (an :class:`Edge`). pytest collects the imported
+``test_*`` functions in that module, so each scenario runs all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import testinfra
+
+import sipkit
+
+__all__ = [
+    "Edge", "mi", "destinations", "other",
+    "test_opensips_runs_the_release_under_test", "test_listens_on_every_socket", "test_mi_stays_on_loopback",
+    "test_mi_answers_which", "test_opensips_cli_talks_to_the_local_mi", "test_dispatcher_lists_the_rendered_destinations",
+    "test_proxy_answers_options", "test_calls_reach_both_media_servers_round_robin",
+    "test_changed_destination_is_reloaded_without_restart", "test_broken_snippet_fails_and_the_old_config_keeps_running",
+]
+
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+
+
+@dataclass
+class Edge:
+    proxy_name: str
+    proxy_ip: str
+    media: dict[str, str]          # media host name -> dispatcher URI
+    client_name: str
+    scenario_dir: Path
+    process_id: Callable           # host -> identity of the running OpenSIPS (changes on restart)
+    version_command: str           # prints `opensips -V` on the proxy host
+
+
+def other(name):
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
+
+
+def mi(host, method, params=None):
+    """One JSON-RPC call to the proxy's MI over HTTP (loopback only)."""
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1, **({"params": params} if params else {})})
+    out = host.check_output(f"curl -s -m 5 -H 'Content-Type: application/json' -d '{body}' http://127.0.0.1:8888/mi")
+    reply = json.loads(out)
+    assert "error" not in reply, reply
+    return reply["result"]
+
+
+def destinations(host):
+    sets = mi(host, "ds_list", {"full": 1})["PARTITIONS"][0]["SETS"]
+    return {d["URI"]: d for s in sets for d in s["Destinations"]}
+
+
+def converge(edge: Edge, *extra_vars: str) -> subprocess.CompletedProcess:
+    """Re-run the scenario's converge playbook on the proxy, as an operator changing inventory would."""
+    args = ["ansible-playbook", "-i", INVENTORY, str(edge.scenario_dir / "converge.yml"), "--limit", edge.proxy_name]
+    for ev in extra_vars:
+        args += ["-e", ev]
+    return subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
+
+
+def test_opensips_runs_the_release_under_test(host, edge):
+    version = host.check_output(edge.version_command)
+    assert f"opensips {os.environ.get('OPENSIPS_VERSION', '3.6')}." in version
+    assert edge.process_id(host)
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_listens_on_every_socket(host, edge, proto):
+    assert host.socket(f"{proto}://{edge.proxy_ip}:5060").is_listening
+
+
+def test_mi_stays_on_loopback(host, edge):
+    assert host.socket("tcp://127.0.0.1:8888").is_listening
+    assert not host.socket(f"tcp://{edge.proxy_ip}:8888").is_listening
+
+
+def test_mi_answers_which(host):
+    assert "ds_list" in mi(host, "which")
+
+
+def test_opensips_cli_talks_to_the_local_mi(host):
+    out = host.check_output("opensips-cli -x mi uptime")
+    assert "Up time" in out or "Now" in out
+
+
+def test_dispatcher_lists_the_rendered_destinations(host, edge):
+    deadline = time.monotonic() + 20
+    while True:
+        found = destinations(host)
+        if all(found.get(uri, {}).get("state") == "Active" for uri in edge.media.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert set(found) == set(edge.media.values())
+    assert {d["state"] for d in found.values()} == {"Active"}
+
+
+def test_proxy_answers_options(edge):
+    result = sipkit.run_sipp(other(edge.client_name), "uac_options", f"{edge.proxy_ip}:5060", calls=2)
+    assert (result.rc, result.successful) == (0, 2), result.summary()
+
+
+def test_calls_reach_both_media_servers_round_robin(edge):
+    caller = sipkit.Account("2001", "edge.sipedge.test", "", "5551000")
+    before = {name: sipkit.uas_invites(other(name), "media") for name in edge.media}
+    result = sipkit.run_sipp(other(edge.client_name), "uac_call", f"{edge.proxy_ip}:5060",
+                             accounts=[caller], calls=6, rate=3, hold_ms=300)
+    assert result.rc == 0, result.summary()
+    assert (result.successful, result.failed) == (6, 0), result.summary()
+    time.sleep(2)  # SIPp flushes the UAS call log on its own schedule
+    got = {name: sipkit.uas_invites(other(name), "media") - before[name] for name in edge.media}
+    assert got == dict.fromkeys(edge.media, 3)
+
+
+def test_changed_destination_is_reloaded_without_restart(host, edge):
+    pid = edge.process_id(host)
+    fs1, fs2 = sorted(edge.media)
+    new_sets = json.dumps({"opensips_dispatcher_sets": [{"id": 1, "destinations": [
+        {"uri": edge.media[fs1], "description": "fs1", "weight": 3},
+        {"uri": edge.media[fs2], "description": "fs2 (drained)", "state": "inactive"},
+    ]}]})
+    run = converge(edge, new_sets)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "RUNNING HANDLER [opensips : Reload OpenSIPS tables]" in run.stdout
+    assert edge.process_id(host) == pid
+    found = destinations(host)
+    assert found[edge.media[fs2]]["state"] == "Inactive"
+    assert found[edge.media[fs2]]["description"] == "fs2 (drained)"
+    assert found[edge.media[fs1]]["weight"] == 3
+    # back to the inventory's list (fs2 active again), again without a restart
+    run = converge(edge, json.dumps({"opensips_dispatcher_sets": [{"id": 1, "destinations": [
+        {"uri": edge.media[fs1], "description": "fs1"},
+        {"uri": edge.media[fs2], "description": "fs2", "state": "active"},
+    ]}]}))
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert edge.process_id(host) == pid
+    assert destinations(host)[edge.media[fs2]]["state"] == "Active"
+
+
+def test_broken_snippet_fails_and_the_old_config_keeps_running(host, edge):
+    pid = edge.process_id(host)
+    before = host.file("/etc/opensips/opensips.cfg").sha256sum
+    broken = json.dumps({"opensips_custom_snippets": {"request": "if (!mf_process_maxfwd(10)) { exit; }"}})
+    run = converge(edge, broken)
+    assert run.returncode != 0
+    assert "unknown command <mf_process_maxfwd>" in run.stdout + run.stderr, run.stdout[-3000:]
+    assert host.file("/etc/opensips/opensips.cfg").sha256sum == before
+    assert edge.process_id(host) == pid
+    result = sipkit.run_sipp(other(edge.client_name), "uac_options", f"{edge.proxy_ip}:5060", calls=1)
+    assert result.rc == 0, result.summary()
