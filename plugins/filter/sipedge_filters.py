@@ -1,0 +1,124 @@
+"""Filters shared by the roles (one place): SIP URI hosts, trusted sources, db_text escaping."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_URI = re.compile(r"^sips?:(?:[^@;>]*@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^:;>\[\]]+)(?::(?P<port>\d+))?(?:[;>].*)?$")
+
+
+def sip_uri_host(uri: str) -> str:
+    """Host part of a sip:/sips: URI, without IPv6 brackets; '' when it is not such a URI."""
+    match = _URI.match(str(uri).strip())
+    return match.group("host").strip("[]") if match else ""
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def opensips_trusted(trusted_sources, dispatcher_sets) -> list[dict]:
+    """Trusted sources plus every media server (dispatcher destination) given by IP address.
+
+    Media servers are trusted by address so calls they send are not challenged.
+    An explicitly listed source wins over a derived one with the same address.
+    """
+    out = [dict(t) for t in (trusted_sources or [])]
+    seen = {t["address"] for t in out}
+    for dset in dispatcher_sets or []:
+        for dest in dset.get("destinations", []):
+            host = sip_uri_host(dest.get("uri", ""))
+            if host and is_ip(host) and host not in seen:
+                seen.add(host)
+                out.append({"address": host, "description": f"media server (dispatcher set {dset['id']})"})
+    return out
+
+
+# dispatcher `state` column: 0 active, 1 inactive, 2 probing.
+DISPATCHER_STATES = {"active": 0, "inactive": 1, "probing": 2}
+
+
+def opensips_dispatcher_rows(dispatcher_sets) -> list[dict]:
+    """Rows of the dispatcher table (db_text file or MySQL) from the inventory's sets."""
+    rows = []
+    for dset in dispatcher_sets or []:
+        for dest in dset.get("destinations", []):
+            rows.append({
+                "setid": int(dset["id"]),
+                "destination": dest["uri"],
+                "socket": dest.get("socket") or None,
+                "state": DISPATCHER_STATES[dest.get("state", "active")],
+                "probe_mode": 0,
+                "weight": str(dest.get("weight", 1)),
+                "priority": int(dest.get("priority", 0)),
+                "attrs": str(dest.get("attrs", "")),
+                "description": str(dest.get("description", ""))[:64],
+            })
+    return rows
+
+
+def opensips_address_rows(trusted_sources, dispatcher_sets, group: int = 1) -> list[dict]:
+    """Rows of the permissions `address` table: the trusted sources plus the media servers."""
+    return [{
+        "grp": group,
+        "ip": t["address"],
+        "mask": int(t.get("mask", 128 if ":" in t["address"] else 32)),
+        "port": int(t.get("port", 0)),
+        "proto": t.get("proto", "any"),
+        "pattern": None,
+        "context_info": str(t.get("description", ""))[:32],
+    } for t in opensips_trusted(trusted_sources, dispatcher_sets)]
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_SIP_USER = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}$")
+
+
+def sip_subscriber_errors(subscribers, store_plaintext: bool = False) -> list[str]:
+    """What is wrong with a subscriber list, one message per problem, naming the entry (never a password)."""
+    errors, seen = [], set()
+    for index, sub in enumerate(subscribers or []):
+        if not isinstance(sub, dict):
+            errors.append(f"entry {index}: not a mapping")
+            continue
+        user, domain = str(sub.get("username", "")), str(sub.get("domain", ""))
+        name = f"{user}@{domain}" if user else f"entry {index}"
+        state = sub.get("state", "present")
+        if not _SIP_USER.match(user):
+            errors.append(f"{name}: username missing or not a valid SIP user part")
+        if not (_HOSTNAME.match(domain) or is_ip(domain)) or len(domain) > 64:
+            errors.append(f"{name}: domain {domain!r} is not a valid host name or IP address")
+        if state not in ("present", "absent"):
+            errors.append(f"{name}: state must be present or absent")
+        if state == "present" and not str(sub.get("password") or ""):
+            errors.append(f"{name}: password missing")
+        if store_plaintext and len(str(sub.get("password") or "")) > 25:
+            errors.append(f"{name}: password longer than the 25 characters of the plaintext column")
+        key = (user, domain.lower())
+        if key in seen:
+            errors.append(f"{name}: listed twice")
+        seen.add(key)
+    return errors
+
+
+def dbtext_escape(value) -> str:
+    """Escape a value for a db_text column: backslash, colon and line breaks."""
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("\n", "\\n").replace("\r", "\\r")
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "sip_uri_host": sip_uri_host,
+            "opensips_trusted": opensips_trusted,
+            "dbtext_escape": dbtext_escape,
+            "opensips_dispatcher_rows": opensips_dispatcher_rows,
+            "opensips_address_rows": opensips_address_rows,
+            "sip_subscriber_errors": sip_subscriber_errors,
+        }

@@ -1,0 +1,71 @@
+"""The shared filters: the rows both the db_text files and the MySQL tables are built from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sipedge_filters as f  # noqa: E402
+
+SETS = [{"id": 1, "destinations": [
+    {"uri": "sip:10.0.0.41:5060", "description": "fs1"},
+    {"uri": "sip:10.0.0.42:5060", "weight": 2, "priority": 1, "state": "inactive"},
+    {"uri": "sip:media.example.net:5060"},
+]}]
+
+
+def test_dispatcher_rows_carry_state_weight_and_priority():
+    rows = f.opensips_dispatcher_rows(SETS)
+    assert [(r["setid"], r["destination"], r["state"], r["weight"], r["priority"]) for r in rows] == [
+        (1, "sip:10.0.0.41:5060", 0, "1", 0),
+        (1, "sip:10.0.0.42:5060", 1, "2", 1),
+        (1, "sip:media.example.net:5060", 0, "1", 0),
+    ]
+    assert rows[0]["socket"] is None and rows[0]["attrs"] == "" and rows[0]["description"] == "fs1"
+
+
+def test_address_rows_add_media_servers_given_by_ip_only():
+    rows = f.opensips_address_rows([{"address": "192.0.2.7", "description": "carrier"},
+                                    {"address": "2001:db8::1"}], SETS)
+    assert [(r["ip"], r["mask"], r["port"], r["proto"]) for r in rows] == [
+        ("192.0.2.7", 32, 0, "any"), ("2001:db8::1", 128, 0, "any"),
+        ("10.0.0.41", 32, 0, "any"), ("10.0.0.42", 32, 0, "any"),
+    ]
+    assert all(len(r["context_info"]) <= 32 for r in rows)
+
+
+def test_explicit_trusted_source_wins_over_the_derived_one():
+    rows = f.opensips_address_rows([{"address": "10.0.0.41", "mask": 24, "description": "fs subnet"}], SETS)
+    assert [(r["ip"], r["mask"]) for r in rows] == [("10.0.0.41", 24), ("10.0.0.42", 32)]
+
+
+def test_good_subscribers_have_no_errors():
+    subs = [{"username": "1001", "domain": "sip.example.com", "password": "s3cret"},
+            {"username": "alice.o", "domain": "192.0.2.10", "password": "x"},
+            {"username": "1099", "domain": "sip.example.com", "state": "absent"}]
+    assert f.sip_subscriber_errors(subs) == []
+
+
+def test_subscriber_errors_name_the_entry_and_never_the_password():
+    subs = [{"username": "1001", "domain": "sip.example.com", "password": "first-secret"},
+            {"username": "1001", "domain": "SIP.example.com", "password": "second-secret"},
+            {"username": "1002", "domain": "sip.example.com"},
+            {"username": "1003", "domain": "not a domain", "password": "third-secret"},
+            {"domain": "sip.example.com", "password": "x"}]
+    errors = f.sip_subscriber_errors(subs)
+    assert errors == [
+        "1001@SIP.example.com: listed twice",
+        "1002@sip.example.com: password missing",
+        "1003@not a domain: domain 'not a domain' is not a valid host name or IP address",
+        "entry 4: username missing or not a valid SIP user part",
+    ]
+    assert not any("secret" in e for e in errors)
+
+
+def test_plaintext_column_limit_is_checked_only_when_plaintext_is_kept():
+    subs = [{"username": "1001", "domain": "sip.example.com", "password": "p" * 30}]
+    assert f.sip_subscriber_errors(subs) == []
+    assert f.sip_subscriber_errors(subs, True) == [
+        "1001@sip.example.com: password longer than the 25 characters of the plaintext column"]
