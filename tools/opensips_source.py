@@ -41,6 +41,7 @@ LOCAL_MIRROR = "/srv/opensips-apt"
 DEFAULT_VERSION = "3.6"
 SKIP_REASON = "no OpenSIPS package source or image reachable (set OPENSIPS_APT_MIRROR or OPENSIPS_IMAGE)"
 HTTP_TIMEOUT = 5
+MIRROR_PORT = "8731"
 
 
 @dataclass
@@ -238,7 +239,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def serve_directory(directory: str) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Serve ``directory`` on all addresses; return the server and the URL containers use."""
     handler = partial(_QuietHandler, directory=directory)
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("OPENSIPS_MIRROR_PORT", "0"))), handler)  # noqa: S104
+    # A fixed port keeps the URL (and so the hosts' apt sources) the same from
+    # one run to the next; a second concurrent run falls back to a free port.
+    try:
+        port = int(os.environ.get("OPENSIPS_MIRROR_PORT", MIRROR_PORT))
+        server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler)  # noqa: S104
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)  # noqa: S104
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://{bridge_gateway()}:{server.server_address[1]}/"
 

@@ -187,6 +187,21 @@ def test_the_proxy_loaded_the_dispatcher_rows_from_the_database():
     assert dests["sip:10.210.40.42:5060"]["weight"] in ("2", 2)
 
 
+def test_changed_destination_reaches_the_running_proxy_through_the_database(host):
+    """Inventory changes once (the proxies' sets); the role writes the row and reloads the proxy over MI."""
+    proxy = other("osdb-proxy")
+    heavier = json.dumps({"opensips_dispatcher_sets": [{"id": 1, "destinations": [
+        {"uri": "sip:10.210.40.41:5060", "description": "fs1"},
+        {"uri": "sip:10.210.40.42:5060", "weight": 5, "description": "fs2"}]}]})
+    try:
+        assert recap_changed(converge_db(heavier).stdout) >= 1
+        assert sql(host, "SELECT weight FROM dispatcher WHERE destination = 'sip:10.210.40.42:5060'") == [["5"]]
+        assert str(destinations(proxy)["sip:10.210.40.42:5060"]["weight"]) == "5"
+    finally:
+        assert recap_changed(converge_db().stdout) >= 1
+    assert str(destinations(proxy)["sip:10.210.40.42:5060"]["weight"]) == "2"
+
+
 # --- OpenSIPS on the provisioned database --------------------------------------------------
 
 def test_register_with_a_provisioned_password_succeeds():
