@@ -22,6 +22,37 @@ def is_ip(value: str) -> bool:
     return True
 
 
+def opensips_socket_rules(sockets) -> list[dict]:
+    """Firewall rules (sip_firewall format) of OpenSIPS sockets: udp as udp, every stream transport as tcp."""
+    return [{
+        "name": f"opensips {s['proto']} {s['port']}",
+        "proto": "udp" if s["proto"] == "udp" else "tcp",
+        "port": int(s["port"]),
+        "sources": list(s.get("sources") or []),
+    } for s in sockets or []]
+
+
+def ip_in_networks(address, networks) -> bool:
+    """Is ``address`` inside any of ``networks`` (CIDR strings)? False for a non-address."""
+    try:
+        ip = ipaddress.ip_address(str(address).strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(str(n), strict=False) for n in networks or []
+               if ipaddress.ip_network(str(n), strict=False).version == ip.version)
+
+
+def invalid_networks(networks) -> list[str]:
+    """The entries of ``networks`` that are not an IP address or CIDR network."""
+    bad = []
+    for n in networks or []:
+        try:
+            ipaddress.ip_network(str(n), strict=False)
+        except ValueError:
+            bad.append(str(n))
+    return bad
+
+
 def opensips_trusted(trusted_sources, dispatcher_sets) -> list[dict]:
     """Trusted sources plus every media server (dispatcher destination) given by IP address.
 
@@ -121,4 +152,7 @@ class FilterModule:
             "opensips_dispatcher_rows": opensips_dispatcher_rows,
             "opensips_address_rows": opensips_address_rows,
             "sip_subscriber_errors": sip_subscriber_errors,
+            "ip_in_networks": ip_in_networks,
+            "opensips_socket_rules": opensips_socket_rules,
+            "invalid_networks": invalid_networks,
         }

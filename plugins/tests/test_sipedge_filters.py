@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "filter"))
 
 import sipedge_filters as f  # noqa: E402
 
@@ -69,3 +69,24 @@ def test_plaintext_column_limit_is_checked_only_when_plaintext_is_kept():
     assert f.sip_subscriber_errors(subs) == []
     assert f.sip_subscriber_errors(subs, True) == [
         "1001@sip.example.com: password longer than the 25 characters of the plaintext column"]
+
+
+def test_ip_in_networks_matches_by_family():
+    assert f.ip_in_networks("10.1.2.3", ["192.168.0.0/16", "10.0.0.0/8"])
+    assert not f.ip_in_networks("10.1.2.3", ["192.168.0.0/16", "fd00::/8"])
+    assert f.ip_in_networks("fd00::5", ["fd00::/8"])
+    assert not f.ip_in_networks("not-an-ip", ["0.0.0.0/0"])
+
+
+def test_invalid_networks_lists_only_the_bad_ones():
+    assert f.invalid_networks(["10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "10.0.0.999/33", "lan"]) == ["10.0.0.999/33", "lan"]
+
+
+def test_socket_rules_map_stream_transports_to_tcp():
+    sockets = [{"proto": "udp", "port": 5060}, {"proto": "tls", "port": "5061"},
+               {"proto": "wss", "port": 7443, "sources": ["10.0.0.0/8"]}]
+    assert f.opensips_socket_rules(sockets) == [
+        {"name": "opensips udp 5060", "proto": "udp", "port": 5060, "sources": []},
+        {"name": "opensips tls 5061", "proto": "tcp", "port": 5061, "sources": []},
+        {"name": "opensips wss 7443", "proto": "tcp", "port": 7443, "sources": ["10.0.0.0/8"]},
+    ]
