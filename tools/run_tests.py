@@ -6,6 +6,7 @@ A scenario that needs OpenSIPS declares it in `molecule/<name>/requires.yml`:
     requires: [opensips]            # any source: packages or image
     requires: [opensips-package]    # an apt mirror
     requires: [opensips-image]      # a Docker image
+    requires: ["image:RTPPROXY_IMAGE=sippylabs/rtpproxy:latest"]   # any local image
 
 When the source it needs cannot be found it is reported as
 `SKIPPED: <reason>` and counted as skipped, never as passed.
@@ -71,6 +72,12 @@ def missing(needs: list[str], src: opensips_source.Source) -> str:
             return "no OpenSIPS package source reachable (set OPENSIPS_APT_MIRROR or provide /srv/opensips-apt)"
         if need == "opensips-image" and "docker" not in kinds:
             return "no OpenSIPS image reachable (set OPENSIPS_IMAGE or load opensips/opensips:<version>)"
+        if need.startswith("image:"):
+            # image:<ENV_VAR>=<default image>: the image named by the variable (or the default) is present
+            var, _, default = need.removeprefix("image:").partition("=")
+            image = os.environ.get(var) or default
+            if not opensips_source.docker_image_present(image):
+                return f"image {image} is not present (load it, or name another with {var})"
     return ""
 
 
