@@ -1,0 +1,102 @@
+"""Unit tests of the freeswitch_acl role's filters (no Ansible run needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "freeswitch_acl_filters", Path(__file__).resolve().parents[1] / "filter_plugins" / "freeswitch_acl.py")
+f = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(f)
+
+BEGIN, END = "BEGIN freeswitch_acl managed lists", "END freeswitch_acl managed lists"
+
+VANILLA = """<configuration name="acl.conf" description="Network Lists">
+  <network-lists>
+    <!-- auto lists -->
+    <list name="lan" default="allow">
+      <node type="deny" cidr="192.168.42.0/24"/>
+    </list>
+    <list name="domains" default="deny">
+      <node type="allow" domain="$${domain}"/>
+    </list>
+    <X-PRE-PROCESS cmd="include" data="acl/*.xml"/>
+  </network-lists>
+</configuration>
+"""
+
+
+@pytest.mark.parametrize("text", [
+    "plain", "a -- b", "ends with -", "--->", "x\ny\tz", 'evil --> <list name="x"> & "q"',
+    '<X-PRE-PROCESS cmd="exec" data="id"/>', "<!--#exec id-->", "\x01ctl",
+])
+def test_comment_text_is_always_a_valid_one_line_comment(text):
+    safe = f.freeswitch_acl_comment(text)
+    assert "--" not in safe and not safe.endswith("-") and "\n" not in safe
+    assert "x-pre-process" not in safe.lower()
+    ET.fromstring(f"<r><!-- {safe} --></r>")
+
+
+def test_extra_entries_normalise_and_report_errors():
+    out = f.freeswitch_acl_extra_entries(
+        ["10.1.2.3", "2001:DB8::7", "192.0.2.0/24", {"cidr": "2001:db8::/32", "description": "lab"},
+         "10.0.0.999/33", "10.0.0.1/24", {"description": "no cidr"}, "bad"])
+    assert [e["cidr"] for e in out["entries"]] == ["10.1.2.3/32", "2001:db8::7/128", "192.0.2.0/24", "2001:db8::/32"]
+    assert out["entries"][3]["comment"] == "lab"
+    assert len(out["errors"]) == 4
+    assert "'10.0.0.999/33' is not a valid" in out["errors"][0] and "host bits set" in out["errors"][1]
+
+
+def test_proxy_entries_from_facts_or_explicit_address():
+    hostvars = {
+        "p1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.10"}, "default_ipv6": {"address": "2001:db8::10"}}},
+        "p2": {"sip_internal_address": "10.0.0.11", "ansible_facts": {"default_ipv4": {"address": "192.0.2.11"}}},
+        "p3": {"sip_internal_address": ["10.0.0.12", "[2001:db8::12]"]},
+        "p4": {"ansible_facts": {}},
+        "p5": {"sip_internal_address": "not-an-ip"},
+    }
+    out = f.freeswitch_acl_proxy_entries(["p1", "p2", "p3", "p4", "p5"], hostvars)
+    assert [e["cidr"] for e in out["entries"]] == [
+        "10.0.0.10/32", "2001:db8::10/128", "10.0.0.11/32", "10.0.0.12/32", "2001:db8::12/128"]
+    assert out["errors"][0].startswith("p4: no default_ipv4/default_ipv6 facts")
+    assert out["errors"][1].startswith("p5: sip_internal_address 'not-an-ip'")
+    v4only = f.freeswitch_acl_proxy_entries(["p1"], hostvars, include_ipv6=False)
+    assert [e["cidr"] for e in v4only["entries"]] == ["10.0.0.10/32"]
+
+
+def test_kept_children_drop_the_managed_block_and_our_list_and_are_a_fixed_point():
+    first = f.freeswitch_acl_kept_children(VANILLA, ["lan"], BEGIN, END)
+    assert first["error"] == ""
+    assert [c.split()[0] for c in first["children"]] == ["<!--", "<list", "<X-PRE-PROCESS"]
+    assert '<node type="allow" domain="$${domain}" />' in first["children"][1]
+    rendered = (f"<configuration><network-lists><!-- {BEGIN} --><list name=\"lan\"/><!-- {END} -->"
+                + "".join(first["children"]) + "</network-lists></configuration>")
+    assert f.freeswitch_acl_kept_children(rendered, ["lan"], BEGIN, END)["children"] == first["children"]
+
+
+def test_kept_children_yield_to_lists_of_the_extra_xml():
+    out = f.freeswitch_acl_kept_children(VANILLA, ["ours"], BEGIN, END, extra_xml="<list name='domains' default='deny'/>")
+    assert not any('name="domains"' in c for c in out["children"])
+
+
+@pytest.mark.parametrize("text, error", [
+    ("<configuration><network-lists>", "not well-formed"),
+    ("<configuration/>", "no <configuration><network-lists>"),
+])
+def test_kept_children_report_unreadable_files(text, error):
+    assert error in f.freeswitch_acl_kept_children(text, [], BEGIN, END)["error"]
+
+
+@pytest.mark.parametrize("text, xpath", [
+    ('<profile name="external"><settings/></profile>', "/profile"),
+    ('<include><profile name="x"><settings/></profile></include>', "/include/profile"),
+    ("<include/>", ""),
+    ("<profile>", ""),
+])
+def test_profile_root(text, xpath):
+    out = f.freeswitch_acl_profile_root(text)
+    assert out["xpath"] == xpath and bool(out["error"]) == (xpath == "")
