@@ -311,3 +311,11 @@ def test_a_reload_freeswitch_refuses_fails_the_play(host, expected):
     assert recap_changed(restored) >= 1
     assert fs_cli_log(host)[-1] == "reloadacl"
     assert sorted(our_cidrs(acl_root(host))) == sorted(expected)
+
+
+def test_exported_firewall_rules_open_sip_to_the_acl_addresses_only(host):
+    rules = json.loads(host.file("/root/freeswitch-acl-firewall.json").content_string)
+    sip = [r for r in rules if r["name"] == "freeswitch sip (proxies)"]
+    assert {(r["proto"], r["port"]) for r in sip} == {("udp", 5060), ("tcp", 5060)}
+    assert all(r["sources"] == ["10.210.60.10/32", "10.210.60.11/32"] for r in sip), sip
+    assert {"name": "freeswitch rtp", "proto": "udp", "port": "16384-32768", "sources": []} in rules
