@@ -21,7 +21,7 @@ import testinfra
 import sipkit
 
 __all__ = [
-    "Edge", "mi", "destinations", "other",
+    "Edge", "mi", "destinations", "other", "rendered_config", "real_parser_check",
     "test_opensips_runs_the_release_under_test", "test_listens_on_every_socket", "test_mi_stays_on_loopback",
     "test_mi_answers_which", "test_opensips_cli_talks_to_the_local_mi", "test_dispatcher_lists_the_rendered_destinations",
     "test_proxy_answers_options", "test_calls_reach_both_media_servers_round_robin",
@@ -40,6 +40,26 @@ class Edge:
     scenario_dir: Path
     process_id: Callable           # host -> identity of the running OpenSIPS (changes on restart)
     version_command: str           # prints `opensips -V` on the proxy host
+
+
+def rendered_config(host_name: str) -> Path:
+    """opensips.cfg that a scenario's converge rendered for ``host_name`` (opensips role, tasks_from render)."""
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rendered" / host_name / "opensips.cfg"
+    assert path.exists(), f"converge did not render {host_name}'s opensips.cfg"
+    return path
+
+
+def real_parser_check(cfg: Path) -> tuple[int, str]:
+    """``opensips -C`` of the release under test on ``cfg``; SKIPPED when no OpenSIPS is reachable."""
+    import opensips_oracle  # pylint: disable=import-outside-toplevel
+
+    oracle, reason = opensips_oracle.find(os.environ.get("OPENSIPS_VERSION", "3.6"))
+    if oracle is None:
+        pytest.skip(reason)
+    try:
+        return oracle.check(cfg)
+    finally:
+        oracle.close()
 
 
 def other(name):

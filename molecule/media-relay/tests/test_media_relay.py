@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from opensips_checks import real_parser_check, rendered_config
+
 testinfra_hosts = ["ansible://relay-relay1"]
 
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -354,9 +356,7 @@ def test_bad_input_fails_before_any_change(host, overrides, message):
 
 @pytest.fixture(scope="module")
 def rendered_cfg():
-    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rendered" / "relay-proxy" / "opensips.cfg"
-    assert path.exists(), "converge did not render the proxy's opensips.cfg"
-    return path
+    return rendered_config("relay-proxy")
 
 
 def test_the_proxy_config_uses_the_exported_ng_socket(rendered_cfg):
@@ -364,13 +364,5 @@ def test_the_proxy_config_uses_the_exported_ng_socket(rendered_cfg):
 
 
 def test_the_proxy_config_passes_the_real_parser(rendered_cfg):
-    import opensips_oracle
-
-    oracle, reason = opensips_oracle.find(os.environ.get("OPENSIPS_VERSION", "3.6"))
-    if oracle is None:
-        pytest.skip(reason)
-    try:
-        rc, output = oracle.check(rendered_cfg)
-    finally:
-        oracle.close()
+    rc, output = real_parser_check(rendered_cfg)
     assert rc == 0, output

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from opensips_checks import INVENTORY, other
+from opensips_checks import INVENTORY, other, real_parser_check, rendered_config
 
 testinfra_hosts = ["ansible://rtpp-relay"]
 
@@ -86,9 +86,7 @@ def test_bad_input_fails_before_any_change(host, extra, variable):
 
 @pytest.fixture(scope="module")
 def rendered_cfg():
-    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rendered" / "rtpp-proxy" / "opensips.cfg"
-    assert path.exists(), "converge did not render the proxy's opensips.cfg"
-    return path
+    return rendered_config("rtpp-proxy")
 
 
 def test_the_proxy_config_uses_the_exported_control_socket(rendered_cfg):
@@ -97,13 +95,5 @@ def test_the_proxy_config_uses_the_exported_control_socket(rendered_cfg):
 
 
 def test_the_proxy_config_passes_the_real_parser(rendered_cfg):
-    import opensips_oracle
-
-    oracle, reason = opensips_oracle.find(os.environ.get("OPENSIPS_VERSION", "3.6"))
-    if oracle is None:
-        pytest.skip(reason)
-    try:
-        rc, output = oracle.check(rendered_cfg)
-    finally:
-        oracle.close()
+    rc, output = real_parser_check(rendered_cfg)
     assert rc == 0, output
