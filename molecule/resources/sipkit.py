@@ -86,6 +86,7 @@ class SippResult:
     stats: dict[str, str]
     response_times_ms: list[float] = field(default_factory=list)
     errors: str = ""
+    messages: str = ""             # SIPp's message trace, when asked for (trace_messages=True)
 
     @property
     def successful(self) -> int:
@@ -139,6 +140,7 @@ def sipp_command(
     local_port: int | None = None,
     timeout_s: int = 60,
     recv_timeout_ms: int = 10000,
+    trace_messages: bool = False,
     extra: Iterable[str] = (),
 ) -> list[str]:
     """The SIPp argv for a UAC run whose statistics land in the working directory."""
@@ -156,6 +158,8 @@ def sipp_command(
         "-trace_rtt", "-rtt_freq", "1",
         "-trace_err", "-error_file", "errors.log",
     ]
+    if trace_messages:
+        argv += ["-trace_msg", "-message_file", "messages.log"]
     if service:
         argv += ["-s", service]
     if inf:
@@ -186,11 +190,12 @@ def run_sipp(host, scenario: str, target: str, *, accounts: Sequence[Account] = 
         stat_text = host.run(f"cat {workdir}/stat.csv").stdout
         rtt_text = host.run(f"cat {workdir}/*_rtt.csv").stdout
         errors = host.run(f"cat {workdir}/errors.log").stdout
+        messages = host.run(f"cat {workdir}/messages.log").stdout if options.get("trace_messages") else ""
     finally:
         host.run(f"rm -rf {workdir}")
     stats = parse_stat_csv(stat_text) if stat_text.strip() else {}
     return SippResult(command=command, rc=run.rc, stats=stats,
-                      response_times_ms=parse_rtt_csv(rtt_text), errors=errors)
+                      response_times_ms=parse_rtt_csv(rtt_text), errors=errors, messages=messages)
 
 
 def uas_invites(host, instance: str) -> int:

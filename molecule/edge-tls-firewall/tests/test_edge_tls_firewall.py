@@ -112,64 +112,28 @@ def test_a_certificate_expiring_soon_fails_and_changes_nothing(host, tmp_path):
     assert host.file("/etc/sip-tls/cert.pem").sha256sum == before
 
 
-REGISTER = (
-    "REGISTER sip:tls.sipedge.test SIP/2.0\r\n"
-    "Via: SIP/2.0/{via} {host};branch=z9hG4bK-{tag}\r\n"
-    "Max-Forwards: 70\r\n"
-    "From: <sip:2001@tls.sipedge.test>;tag={tag}\r\n"
-    "To: <sip:2001@tls.sipedge.test>\r\n"
-    "Call-ID: {tag}@edge-outside\r\n"
-    "CSeq: 1 REGISTER\r\n"
-    "Contact: <sip:2001@{host};transport={transport}>\r\n"
-    "Expires: 300\r\n"
-    "Content-Length: 0\r\n\r\n"
-)
-
-TLS_PHONE = """
-import socket, ssl, sys
-ctx = ssl.create_default_context(cafile=sys.argv[1])
-ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-with socket.create_connection((sys.argv[2], 5061), timeout=5) as raw:
-    with ctx.wrap_socket(raw, server_hostname=sys.argv[2]) as tls:
-        tls.sendall(sys.stdin.read().encode())
-        print(tls.recv(4096).decode().splitlines()[0])
-"""
-
-WSS_PHONE = """
-import asyncio, ssl, sys, websockets
-async def main():
-    ctx = ssl.create_default_context(cafile=sys.argv[1])
-    # a browser always sends Origin; OpenSIPS refuses the handshake without it
-    async with websockets.connect(f"wss://{sys.argv[2]}:7443", subprotocols=["sip"], ssl=ctx,
-                                  origin="https://phone.tls.sipedge.test") as ws:
-        await ws.send(sys.stdin.read())
-        print((await asyncio.wait_for(ws.recv(), 5)).splitlines()[0])
-asyncio.run(main())
-"""
-
-
-def run_phone(client, script, message):
-    payload = base64.b64encode(message.encode()).decode()
-    code = base64.b64encode(script.encode()).decode()
-    return client.run(f"echo {payload} | base64 -d | python3 -c \"$(echo {code} | base64 -d)\" {CA} {PROXY}")
+def run_phone(client, transport, port, user):
+    """sipkit-phone (files/sipp): a REGISTER over TLS or WSS, as a TLS or WebRTC phone sends it."""
+    return client.run(f"sipkit-phone --transport {transport} --proxy {PROXY} --port {port} --ca {CA} "
+                      f"--user {user} --domain tls.sipedge.test")
 
 
 def test_register_over_tls_succeeds(outside):
-    out = run_phone(outside, TLS_PHONE, REGISTER.format(via="TLS", host="10.210.70.100:5061", tag="tls1", transport="tls"))
-    assert out.rc == 0, out.stderr
-    assert out.stdout.strip() == "SIP/2.0 200 OK", out.stdout
+    out = run_phone(outside, "tls", 5061, "2001")
+    assert out.rc == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == "200 OK", out.stdout
 
 
 def test_register_over_wss_succeeds(outside):
-    """A WebRTC-style client: SIP over a secure websocket (subprotocol "sip")."""
-    out = run_phone(outside, WSS_PHONE, REGISTER.format(via="WSS", host="edge-outside.invalid", tag="wss1", transport="ws"))
-    assert out.rc == 0, out.stderr
-    assert out.stdout.strip() == "SIP/2.0 200 OK", out.stdout
+    """A WebRTC-style client: SIP over a secure websocket (subprotocol "sip", with an Origin)."""
+    out = run_phone(outside, "wss", 7443, "2002")
+    assert out.rc == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == "200 OK", out.stdout
 
 
 def test_registrations_over_tls_and_wss_are_in_usrloc(host, outside):
-    run_phone(outside, TLS_PHONE, REGISTER.format(via="TLS", host="10.210.70.100:5061", tag="tls2", transport="tls"))
-    run_phone(outside, WSS_PHONE, REGISTER.format(via="WSS", host="edge-outside.invalid", tag="wss2", transport="ws"))
+    run_phone(outside, "tls", 5061, "2003")
+    run_phone(outside, "wss", 7443, "2004")
     contacts = json.dumps(mi(host, "ul_dump"))
     assert "transport=tls" in contacts and "transport=ws" in contacts, contacts[:2000]
 

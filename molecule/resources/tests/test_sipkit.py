@@ -70,3 +70,9 @@ def test_sipp_command_writes_statistics_into_the_working_directory():
     assert argv[argv.index("-stf") + 1] == "stat.csv"
     assert "-timeout_error" in argv
     assert argv[argv.index("-inf") + 1] == "a.csv"
+
+
+def test_sipp_command_traces_messages_only_when_asked():
+    assert "-trace_msg" not in sipkit.sipp_command("uac_call", "10.0.0.1:5060")
+    argv = sipkit.sipp_command("uac_call", "10.0.0.1:5060", trace_messages=True)
+    assert argv[argv.index("-message_file") + 1] == "messages.log"
