@@ -1,0 +1,290 @@
+"""The whole edge, deployed from the lab inventory, proved with real SIP traffic.
+
+Each case asserts on what SIPp (or the TLS/WSS phone) saw and on the proxy's
+own state: MI (ul_dump, ds_list, dialog statistics) and the database rows.
+The accounts and numbers are read from the lab inventory, not copied here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+import sipkit
+from opensips_checks import INVENTORY, destinations, mi, other
+
+testinfra_hosts = ["ansible://stack-proxy"]
+
+PROXY = "10.210.90.10"
+RELAY = "10.210.90.30"
+CLIENT, CLIENT2 = "10.210.90.100", "10.210.90.101"
+MEDIA = {"stack-fs1": "sip:10.210.90.41:5060", "stack-fs2": "sip:10.210.90.42:5060"}
+DB_CLI = "mysql --defaults-file=/etc/mysql/opensips-db-admin.cnf -N -B opensips"
+CA = "/tmp/stack-lab-ca.pem"
+
+
+# --- what the lab inventory says ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lab():
+    """sip_domain, the subscribers and the callee the lab's phone dials, as Ansible templates them."""
+    expr = "{{ {'domain': sip_domain, 'subscribers': sip_subscribers, 'callee': lab_client_callee} | to_json }}"
+    run = subprocess.run(["ansible", "stack-client", "-i", INVENTORY, "-o", "-m", "ansible.builtin.debug",
+                          "-a", f"msg={expr}"], capture_output=True, text=True, check=True, env=os.environ)
+    payload = run.stdout.split("=>", 1)[1]
+    data = json.loads(payload)["msg"]
+    data = json.loads(data) if isinstance(data, str) else data
+    assert len(data["subscribers"]) >= 2, "the lab inventory needs two test accounts"
+    return data
+
+
+def account(lab, index, callee=None, password=None):
+    s = lab["subscribers"][index]
+    return sipkit.Account(s["username"], s["domain"], s["password"] if password is None else password,
+                          callee if callee is not None else lab["callee"])
+
+
+@pytest.fixture(scope="module")
+def client():
+    return other("stack-client")
+
+
+def db(query: str) -> str:
+    return other("stack-db").check_output(f'{DB_CLI} -e "{query}"')
+
+
+def contacts(host) -> str:
+    return json.dumps(mi(host, "ul_dump"))
+
+
+def active_dialogs(host) -> int:
+    stats = mi(host, "get_statistics", {"statistics": ["active_dialogs"]})
+    return int(stats["dialog:active_dialogs"])
+
+
+def wait_for(predicate, timeout: float, step: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def received(message_log: str, method: str) -> str:
+    """The first message SIPp's ``-trace_msg`` log shows as received and starting with ``method``."""
+    for block in re.split(r"^\S+ message (?=received|sent)", message_log, flags=re.M):
+        if block.startswith("received"):
+            body = block.split("\n", 1)[1].lstrip("\n")
+            if body.startswith(method + " "):
+                return body
+    raise AssertionError(f"no {method} received in:\n{message_log[:3000]}")
+
+
+def register(client_host, acc, **options) -> sipkit.SippResult:
+    return sipkit.run_sipp(client_host, "register_auth", f"{PROXY}:5060", accounts=[acc], **options)
+
+
+def call(client_host, acc, scenario="uac_call", **options) -> sipkit.SippResult:
+    return sipkit.run_sipp(client_host, scenario, f"{PROXY}:5060", accounts=[acc], **options)
+
+
+# --- 1. REGISTER -------------------------------------------------------------------------
+
+def test_register_is_challenged_then_accepted(host, client, lab):
+    result = register(client, account(lab, 0), trace_messages=True)
+    assert (result.rc, result.successful) == (0, 1), result.summary()
+    assert "SIP/2.0 401 Unauthorized" in result.messages and "SIP/2.0 200 OK" in result.messages
+    assert f"sip:{lab['subscribers'][0]['username']}@{CLIENT}" in contacts(host)
+
+
+def test_wrong_password_is_rejected(host, client, lab):
+    result = sipkit.run_sipp(client, "register_reject", f"{PROXY}:5060",
+                             accounts=[account(lab, 1, password="not-the-password")], trace_messages=True)
+    assert (result.rc, result.successful) == (0, 1), result.summary()
+    assert "SIP/2.0 200 OK" not in result.messages
+    assert f"sip:{lab['subscribers'][1]['username']}@{CLIENT}" not in contacts(host)
+
+
+def test_unknown_user_is_not_registered(host, client, lab):
+    stranger = sipkit.Account("7999", lab["domain"], "whatever")
+    result = sipkit.run_sipp(client, "register_reject", f"{PROXY}:5060", accounts=[stranger])
+    assert (result.rc, result.successful) == (0, 1), result.summary()
+    assert "sip:7999@" not in contacts(host)
+
+
+def test_registration_is_written_back_to_the_location_table(lab):
+    user = lab["subscribers"][0]["username"]
+    # usrloc writes back on its timer (60 s by default)
+    rows = wait_for(lambda: db(f"SELECT contact FROM location WHERE username='{user}'"), timeout=90, step=3)
+    assert f"sip:{user}@{CLIENT}" in rows
+
+
+# --- 2 and 8. subscriber to subscriber, through the relay -------------------------------
+
+CALLEE_PORT = 5072
+
+
+@pytest.fixture(scope="module")
+def subscriber_call(host, client, lab):
+    """1002 calls 1001, which is registered at a SIPp UAS on the client; the call is held 4 s."""
+    callee, caller = account(lab, 0), account(lab, 1, callee=lab["subscribers"][0]["username"])
+    # the callee's earlier contacts (case 1) go, so that only the UAS is reached
+    mi(host, "ul_rm", {"table_name": "location", "aor": callee.user})
+    reg = register(client, callee, local_port=CALLEE_PORT)
+    assert reg.successful == 1, reg.summary()
+    client.run(f"pkill -f '[s]ipp -sf .* -p {CALLEE_PORT}'; rm -rf /tmp/callee; mkdir -p /tmp/callee")
+    client.check_output(f"cd /tmp/callee && (sipp -sf {sipkit.SCENARIO_DIR}/uas_media_server.xml -i {CLIENT} "
+                        f"-p {CALLEE_PORT} -m 1 -nostdin -trace_msg -message_file messages.log "
+                        f">/dev/null 2>&1 &) ; sleep 1")
+    acc_before = int(db("SELECT COUNT(*) FROM acc"))
+    outcome: dict = {}
+    uac = threading.Thread(target=lambda: outcome.setdefault(
+        "result", call(client, caller, hold_ms=4000, trace_messages=True)))
+    uac.start()
+    outcome["dialogs_during"] = wait_for(lambda: active_dialogs(host), timeout=8, step=0.5)
+    uac.join(60)
+    outcome["dialogs_after"] = wait_for(lambda: active_dialogs(host) == 0, timeout=5) and active_dialogs(host)
+    outcome["callee_messages"] = client.run("cat /tmp/callee/messages.log").stdout
+    outcome["acc_before"] = acc_before
+    return outcome
+
+
+def test_two_subscribers_call_each_other_through_the_proxy(subscriber_call):
+    result = subscriber_call["result"]
+    assert (result.rc, result.successful, result.failed) == (0, 1, 0), result.summary()
+    for line in ("SIP/2.0 180 Ringing", "SIP/2.0 200 OK"):
+        assert line in result.messages
+
+
+def test_record_route_is_honoured(subscriber_call):
+    invite = received(subscriber_call["callee_messages"], "INVITE")
+    assert re.search(rf"Record-Route: <sip:{re.escape(PROXY)}[;:>]", invite), invite
+    bye = received(subscriber_call["callee_messages"], "BYE")
+    # the BYE went by way of the proxy, as the route set says
+    assert re.search(rf"Via: SIP/2.0/UDP {re.escape(PROXY)}", bye), bye
+
+
+def test_the_dialog_exists_during_the_call_and_ends_with_bye(subscriber_call):
+    assert subscriber_call["dialogs_during"] >= 1
+    assert subscriber_call["dialogs_after"] == 0
+
+
+def test_an_acc_row_is_written(subscriber_call):
+    call_id = re.search(r"^Call-ID: (\S+)", subscriber_call["result"].messages, re.M).group(1)
+    rows = wait_for(lambda: db(f"SELECT method, sip_code FROM acc WHERE callid='{call_id}'"), timeout=10)
+    assert "INVITE\t200" in rows, rows
+    assert int(db("SELECT COUNT(*) FROM acc")) > subscriber_call["acc_before"]
+
+
+def test_the_callee_sees_the_relay_in_the_sdp(subscriber_call):
+    invite = received(subscriber_call["callee_messages"], "INVITE")
+    assert f"c=IN IP4 {RELAY}" in invite, invite
+    assert f"c=IN IP4 {CLIENT}" not in invite and f"o=sipkit 53655765 2353687638 IN IP4 {CLIENT}" not in invite
+
+
+# --- 3 and 4. unregistered numbers go to the media servers; failover ------------------
+
+def test_calls_to_an_unregistered_number_reach_both_media_servers(client, lab):
+    before = {name: sipkit.uas_invites(other(name), "media") for name in MEDIA}
+    result = call(client, account(lab, 1), calls=4, rate=2, hold_ms=200)
+    assert (result.rc, result.successful, result.failed) == (0, 4, 0), result.summary()
+    time.sleep(2)  # SIPp flushes the UAS call log on its own schedule
+    got = {name: sipkit.uas_invites(other(name), "media") - before[name] for name in MEDIA}
+    assert got == dict.fromkeys(MEDIA, 2)  # round-robin (inventories/lab)
+
+
+@pytest.fixture()
+def fs1_stopped():
+    fs1 = other("stack-fs1")
+    fs1.check_output("systemctl stop sipkit-uas-media.service")
+    yield fs1
+    fs1.check_output("systemctl start sipkit-uas-media.service")
+
+
+def test_failover_when_a_media_server_stops(host, client, lab, fs1_stopped):
+    fs2 = other("stack-fs2")
+    before = sipkit.uas_invites(fs2, "media")
+    result = call(client, account(lab, 1), calls=4, rate=1, hold_ms=200, recv_timeout_ms=15000)
+    assert (result.rc, result.successful, result.failed) == (0, 4, 0), result.summary()
+    time.sleep(2)
+    assert sipkit.uas_invites(fs2, "media") - before == 4
+    # the OPTIONS probe marks fs1 down after the threshold
+    state = wait_for(lambda: destinations(host)[MEDIA["stack-fs1"]]["state"] != "Active"
+                     and destinations(host)[MEDIA["stack-fs1"]]["state"], timeout=40)
+    assert state in ("Probing", "Inactive"), destinations(host)
+    assert destinations(host)[MEDIA["stack-fs2"]]["state"] == "Active"
+    fs1_stopped.check_output("systemctl start sipkit-uas-media.service")
+    assert wait_for(lambda: destinations(host)[MEDIA["stack-fs1"]]["state"] == "Active", timeout=40), \
+        destinations(host)
+
+
+# --- 5. trust -----------------------------------------------------------------------------
+
+def test_untrusted_invite_without_credentials_gets_407(client, lab):
+    result = call(client, account(lab, 1), scenario="uac_invite_challenged", trace_messages=True)
+    assert (result.rc, result.successful) == (0, 1), result.summary()
+    assert "SIP/2.0 407" in result.messages
+
+
+@pytest.mark.parametrize("media_server", sorted(MEDIA))
+def test_calls_from_the_media_servers_are_not_challenged(media_server, lab):
+    # a call from a media server (a trusted source) to the number the lab
+    # phone dials: routed to the media servers without a digest challenge
+    trunk = sipkit.Account("trunk", lab["domain"], "", lab["callee"])
+    result = call(other(media_server), trunk, trace_messages=True, local_port=5080)
+    assert (result.rc, result.successful) == (0, 1), result.summary()
+    assert "SIP/2.0 407" not in result.messages and "SIP/2.0 401" not in result.messages
+
+
+# --- 6. CANCEL ----------------------------------------------------------------------------
+
+def test_cancel_of_a_ringing_call_ends_with_487(client, lab):
+    result = call(client, account(lab, 1), scenario="uac_cancel", trace_messages=True)
+    assert (result.rc, result.successful) == (0, 1), result.summary()
+    assert "SIP/2.0 487" in result.messages
+
+
+# --- 7. TLS and WSS -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def phone(host, client):
+    ca = base64.b64encode(host.file("/etc/sip-tls/ca.pem").content).decode()
+    client.check_output(f"echo {ca} | base64 -d > {CA}")
+    return client
+
+
+@pytest.mark.parametrize("transport, port", [("tls", 5061), ("wss", 7443)])
+def test_register_over_tls_and_wss(host, phone, lab, transport, port):
+    sub = lab["subscribers"][1]
+    out = phone.run(f"sipkit-phone --transport {transport} --proxy {PROXY} --port {port} --ca {CA} "
+                    f"--user {sub['username']} --domain {sub['domain']} --password '{sub['password']}'")
+    assert out.rc == 0, out.stdout + out.stderr
+    assert out.stdout.split("\n")[:2] == ["401 Unauthorized", "200 OK"], out.stdout
+    transport_param = "transport=tls" if transport == "tls" else "transport=ws"
+    assert transport_param in contacts(host)
+
+
+# --- 9. pike (last: it blocks stack-client2 for a while) -------------------------------
+
+def test_a_flood_is_blocked_while_another_source_still_registers(host, client, lab):
+    flood: dict = {}
+    flooder = threading.Thread(target=lambda: flood.setdefault("result", sipkit.run_sipp(
+        other("stack-client2"), "uac_options", f"{PROXY}:5060", calls=600, rate=200, recv_timeout_ms=2000)))
+    flooder.start()
+    time.sleep(1.5)
+    during = register(client, account(lab, 0))
+    flooder.join(120)
+    result = flood["result"]
+    assert during.successful == 1, during.summary()
+    assert result.created == 600, result.summary()
+    assert result.failed > 300, result.summary()  # most requests after the threshold got no answer
+    log = host.run(f"journalctl -u opensips --since '-5min' --no-pager | grep -c 'pike: flood from {CLIENT2}'")
+    assert int(log.stdout.strip() or 0) > 0
