@@ -56,6 +56,7 @@ class Source:
     apt_origin: str = ""
     image: str = ""
     image_origin: str = ""
+    upgrade_from: str = ""         # an older release the same package source holds (rolling-upgrade test)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -75,6 +76,7 @@ class Source:
             "OPENSIPS_APT_TRUSTED": "true" if self.apt_trusted else "false",
             "OPENSIPS_IMAGE": self.image,
             "OPENSIPS_SKIP_REASON": self.reason,
+            "OPENSIPS_UPGRADE_FROM_VERSION": self.upgrade_from or self.version,
         }
 
 
@@ -93,6 +95,20 @@ def version_matches(versions: list[str], wanted: str) -> bool:
     """Does any Debian version (epoch allowed) belong to release ``wanted`` (e.g. 3.6)?"""
     pattern = re.compile(rf"^(\d+:)?{re.escape(wanted)}\.")
     return any(pattern.match(v) for v in versions)
+
+
+def older_release(versions: list[str], wanted: str) -> str:
+    """The newest release (major.minor) among Debian ``versions`` that is older than ``wanted``; '' if none."""
+    def key(release: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in release.split("."))
+
+    releases = set()
+    for v in versions:
+        match = re.match(r"^(?:\d+:)?(\d+)\.(\d+)\.", v)
+        if match:
+            releases.add(f"{match.group(1)}.{match.group(2)}")
+    older = [r for r in releases if key(r) < key(wanted)]
+    return max(older, key=key) if older else ""
 
 
 def read_flat_index(directory: Path) -> str | None:
@@ -146,6 +162,7 @@ def _release_found(src: Source, index: str | None, where: str, origin: str, miss
         src.notes.append(f"{origin}: {where} {missing}")
         return False
     versions = packages_versions(index)
+    src.upgrade_from = older_release(versions, src.version)
     if not version_matches(versions, src.version):
         src.notes.append(f"{origin}: {where} has no opensips {src.version}.x (found: {', '.join(versions) or 'none'})")
         return False
@@ -193,6 +210,10 @@ def find_packages(src: Source, env: dict[str, str]) -> None:
     release = f"{VENDOR_APT}/dists/{debian_codename()}/{src.version}-releases/Release"
     if fetch_url(release) is not None:
         src.apt_url, src.apt_suite, src.apt_origin = VENDOR_APT, debian_codename(), "vendor"
+        major, minor = (int(x) for x in src.version.split(".")[:2])
+        previous = f"{major}.{minor - 1}" if minor > 0 else ""
+        if previous and fetch_url(f"{VENDOR_APT}/dists/{debian_codename()}/{previous}-releases/Release") is not None:
+            src.upgrade_from = previous
     else:
         src.notes.append(f"vendor: {VENDOR_APT} is not reachable")
 
@@ -257,6 +278,8 @@ def describe(src: Source) -> str:
         lines.append(f"  packages: {where} suite '{src.apt_suite}' ({src.apt_origin}{', unsigned' if src.apt_trusted else ''})")
     if src.image:
         lines.append(f"  image:    {src.image} ({src.image_origin})")
+    if src.upgrade_from:
+        lines.append(f"  upgrade:  the package source also holds {src.upgrade_from} (rolling upgrade {src.upgrade_from} -> {src.version})")
     if not src.kinds:
         lines.append(f"  none: {SKIP_REASON}")
     lines += [f"  - {n}" for n in src.notes]

@@ -74,15 +74,16 @@ class ImageOracle:
 class MirrorOracle:
     """A container from the base image with the release's packages from the mirror."""
 
-    def __init__(self, url: str, suite: str, trusted: bool):
+    def __init__(self, url: str, suite: str, trusted: bool, version: str):
         self.name = f"sipedge-opensips-oracle-{uuid.uuid4().hex[:8]}"
         self.where = f"packages from {url}"
         _docker("run", "-d", "--name", self.name, "--entrypoint", "sleep", BASE_IMAGE, "infinity", check=True)
         option = "[trusted=yes] " if trusted else ""
         line = f"deb {option}{url} {suite}"
+        pinned = " ".join(f"{package}={version}.*" for package in PACKAGES)  # the release, in a multi-release mirror
         install = (
             f"echo '{line}' > /etc/apt/sources.list.d/opensips.list && apt-get update -qq && "
-            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {' '.join(PACKAGES)} >/dev/null"
+            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {pinned} >/dev/null"
         )
         run = _docker("exec", self.name, "sh", "-c", install)
         if run.returncode != 0:
@@ -112,7 +113,7 @@ def find(version: str):
         server, src.apt_url = opensips_source.serve_directory(src.apt_dir)
     if src.apt_url:
         try:
-            return MirrorOracle(src.apt_url, src.apt_suite or "./", src.apt_trusted), ""
+            return MirrorOracle(src.apt_url, src.apt_suite or "./", src.apt_trusted, version), ""
         finally:
             if server:
                 server.shutdown()

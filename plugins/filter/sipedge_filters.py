@@ -143,6 +143,50 @@ def dbtext_escape(value) -> str:
     return text.replace("\\", "\\\\").replace(":", "\\:").replace("\n", "\\n").replace("\r", "\\r")
 
 
+def opensips_destinations_at(dispatcher_sets, addresses) -> list[dict]:
+    """(set id, URI) of every dispatcher destination whose host is one of ``addresses``."""
+    wanted = {str(a).strip("[]").lower() for a in addresses or [] if a}
+    return [{"set": int(s["id"]), "uri": d["uri"]}
+            for s in dispatcher_sets or [] for d in s.get("destinations") or []
+            if sip_uri_host(d["uri"]).lower() in wanted]
+
+
+def _live_dialogs(dlg_list):
+    """Dialogs of an MI ``dlg_list`` result that are not deleted (state 5 lingers a moment)."""
+    return [d for d in (dlg_list or {}).get("Dialogs") or [] if int(d.get("state", 0)) < 5]
+
+
+def _callee_hosts(dialog) -> set[str]:
+    return {sip_uri_host(c.get("callee_contact", "")).lower()
+            for c in dialog.get("CALLEES") or [] if c.get("callee_contact")}
+
+
+def opensips_unanswered_dialogs(dlg_list) -> list[str]:
+    """IDs of live dialogs whose callee is not known yet (no callee contact: not answered)."""
+    return [str(d.get("ID")) for d in _live_dialogs(dlg_list) if not _callee_hosts(d)]
+
+
+def opensips_dialogs_towards(dlg_list, addresses, unanswered_ids=None) -> int:
+    """How many live dialogs of an MI ``dlg_list`` result may involve a callee at ``addresses``.
+
+    A dialog counts when a callee contact is at one of them. A dialog without a
+    callee contact yet (an INVITE nobody answered so far) may be ringing there:
+    it counts too, unless ``unanswered_ids`` is given, in which case only
+    those (the ones that were pending when the destination was disabled;
+    newer ones cannot be routed to it) count.
+    """
+    wanted = {str(a).strip("[]").lower() for a in addresses or [] if a}
+    pending = None if unanswered_ids is None else {str(i) for i in unanswered_ids}
+    count = 0
+    for dialog in _live_dialogs(dlg_list):
+        hosts = _callee_hosts(dialog)
+        if hosts & wanted:
+            count += 1
+        elif not hosts and (pending is None or str(dialog.get("ID")) in pending):
+            count += 1
+    return count
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -155,4 +199,7 @@ class FilterModule:
             "ip_in_networks": ip_in_networks,
             "opensips_socket_rules": opensips_socket_rules,
             "invalid_networks": invalid_networks,
+            "opensips_destinations_at": opensips_destinations_at,
+            "opensips_dialogs_towards": opensips_dialogs_towards,
+            "opensips_unanswered_dialogs": opensips_unanswered_dialogs,
         }

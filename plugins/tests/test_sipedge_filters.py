@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -90,3 +91,49 @@ def test_socket_rules_map_stream_transports_to_tcp():
         {"name": "opensips tls 5061", "proto": "tcp", "port": 5061, "sources": []},
         {"name": "opensips wss 7443", "proto": "tcp", "port": 7443, "sources": ["10.0.0.0/8"]},
     ]
+
+
+# --- rolling upgrades: which destinations are a host, which dialogs go to it ----------
+
+UPGRADE_SETS = [{"id": 1, "destinations": [{"uri": "sip:10.210.0.41:5060"}, {"uri": "sip:10.210.0.42:5060"}]},
+        {"id": 2, "destinations": [{"uri": "sip:[2001:db8::42]:5060"}, {"uri": "sip:fs3.example.net"}]}]
+
+
+def test_destinations_at_finds_every_set_of_a_host():
+    assert f.opensips_destinations_at(UPGRADE_SETS, ["10.210.0.42", "2001:db8::42"]) == [
+        {"set": 1, "uri": "sip:10.210.0.42:5060"}, {"set": 2, "uri": "sip:[2001:db8::42]:5060"}]
+    assert f.opensips_destinations_at(UPGRADE_SETS, ["FS3.example.net"]) == [{"set": 2, "uri": "sip:fs3.example.net"}]
+    assert f.opensips_destinations_at(UPGRADE_SETS, ["10.9.9.9", None]) == []
+
+
+def test_dialogs_towards_counts_a_real_dlg_list():
+    """dlg_list captured from OpenSIPS 3.6.8 with two calls up, both answered by 10.210.0.41/42."""
+    dlg = json.loads((Path(__file__).parent / "fixtures" / "dlg_list-3.6.8.json").read_text())
+    callees = [c["callee_contact"] for d in dlg["Dialogs"] for c in d["CALLEES"]]
+    expected = {a: sum(f"@{a}:" in c for c in callees) for a in ("10.210.0.41", "10.210.0.42")}
+    assert sum(expected.values()) == len(dlg["Dialogs"]) >= 1
+    for address, count in expected.items():
+        assert f.opensips_dialogs_towards(dlg, [address]) == count
+    assert f.opensips_dialogs_towards(dlg, ["10.210.0.41", "10.210.0.42"]) == len(dlg["Dialogs"])
+    assert f.opensips_dialogs_towards(dlg, ["10.210.0.99"]) == 0
+    assert f.opensips_dialogs_towards({"Dialogs": []}, ["10.210.0.41"]) == 0
+
+
+DIALOGS = {"Dialogs": [
+    {"ID": "a.1", "state": 1, "CALLEES": []},                                   # INVITE just sent
+    {"ID": "b.2", "state": 2, "CALLEES": [{"callee_contact": ""}]},             # ringing, 180 without Contact
+    {"ID": "c.3", "state": 2, "CALLEES": [{"callee_contact": "sip:media@10.210.0.42:5060"}]},
+    {"ID": "d.4", "state": 4, "CALLEES": [{"callee_contact": "sip:media@10.210.0.41:5060"}]},
+    {"ID": "e.5", "state": 5, "CALLEES": [{"callee_contact": "sip:media@10.210.0.41:5060"}]},  # deleted
+]}
+
+
+def test_unanswered_dialogs_are_the_live_ones_without_a_callee_contact():
+    assert f.opensips_unanswered_dialogs(DIALOGS) == ["a.1", "b.2"]
+
+
+def test_unanswered_dialogs_count_unless_only_the_pending_ones_are_asked_for():
+    assert f.opensips_dialogs_towards(DIALOGS, ["10.210.0.41"]) == 3            # d.4 + a.1 + b.2
+    assert f.opensips_dialogs_towards(DIALOGS, ["10.210.0.41"], ["b.2"]) == 2   # d.4 + b.2
+    assert f.opensips_dialogs_towards(DIALOGS, ["10.210.0.41"], []) == 1        # d.4
+    assert f.opensips_dialogs_towards(DIALOGS, ["10.210.0.42"], []) == 1        # c.3

@@ -127,3 +127,23 @@ def test_mirror_of_the_vendor_layout_is_checked_by_its_release_file(tmp_path):
         assert any("dists/trixie/Release is not reachable" in note for note in missing.notes)
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("versions", "wanted", "expected"),
+    [(["3.6.8-1", "3.5.9-1", "3.4.9-1"], "3.6", "3.5"), (["3.6.8-1"], "3.6", ""),
+     (["1:3.5.2-1", "3.6.0-1"], "3.6", "3.5"), (["3.10.1-1", "3.9.0-1"], "3.10", "3.9"), (["3.7.0-1"], "3.6", "")],
+)
+def test_older_release_for_the_rolling_upgrade(versions, wanted, expected):
+    assert osrc.older_release(versions, wanted) == expected
+
+
+def test_a_mirror_with_two_releases_offers_the_older_one_to_upgrade_from(tmp_path):
+    (tmp_path / "Packages").write_text(INDEX + "\nPackage: opensips\nVersion: 3.5.9-1\nArchitecture: amd64\n")
+    src = osrc.discover("3.6", {"OPENSIPS_APT_MIRROR": str(tmp_path), **NO_REGISTRY})
+    assert src.environment()["OPENSIPS_UPGRADE_FROM_VERSION"] == "3.5"
+
+
+def test_a_single_release_mirror_upgrades_from_itself(flat_repo):
+    src = osrc.discover("3.6", {"OPENSIPS_APT_MIRROR": str(flat_repo), **NO_REGISTRY})
+    assert src.environment()["OPENSIPS_UPGRADE_FROM_VERSION"] == "3.6"
