@@ -11,7 +11,7 @@ export OPENSIPS_VERSION ?= 3.6
 
 PY := $(VENV)/bin/python
 
-.PHONY: help venv docker images prereq lint unit molecule test lab lab-destroy opensips-source
+.PHONY: help venv docker images prereq lint unit molecule test lab lab-destroy opensips-source render
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,3 +47,12 @@ lab: prereq ## Deploy the edge into local containers and print how to use it
 
 lab-destroy: venv ## Remove every container and network the lab created
 	@ansible-playbook -i inventories/lab playbooks/lab-destroy.yml
+
+ENV ?= lab
+# The example inventories' vaults use the documented DEMO password; a real
+# site passes its own: make render ENV=production VAULT_PASSWORD_FILE=~/.vault-pass
+VAULT_PASSWORD_FILE ?= $(if $(wildcard inventories/$(ENV)/group_vars/all/vault.yml),inventories/DEMO-vault-password.txt)
+
+render: venv ## Write every host's files under build/rendered/<host>/ without touching any host (ENV=lab|staging|production)
+	@ansible-playbook -i inventories/$(ENV) playbooks/render.yml $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE))
+	@echo "Rendered under build/rendered/ (compare two renders with: diff -ru OLD NEW)"
