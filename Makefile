@@ -48,11 +48,18 @@ lab: prereq ## Deploy the edge into local containers and print how to use it
 lab-destroy: venv ## Remove every container and network the lab created
 	@ansible-playbook -i inventories/lab playbooks/lab-destroy.yml
 
-ENV ?= lab
-# The example inventories' vaults use the documented DEMO password; a real
+# Render-only mode: ENV is a directory of inventories/. The example vaults
+# (staging, production) are opened with the documented DEMO password; a real
 # site passes its own: make render ENV=production VAULT_PASSWORD_FILE=~/.vault-pass
+ENV ?= lab
 VAULT_PASSWORD_FILE ?= $(if $(wildcard inventories/$(ENV)/group_vars/all/vault.yml),inventories/DEMO-vault-password.txt)
 
-render: venv ## Write every host's files under build/rendered/<host>/ without touching any host (ENV=lab|staging|production)
-	@ansible-playbook -i inventories/$(ENV) playbooks/render.yml $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE))
-	@echo "Rendered under build/rendered/ (compare two renders with: diff -ru OLD NEW)"
+# The lab is rendered as `make lab` deploys it with a package source. The
+# facts render.yml stores stay in memory, never in a site's fact cache.
+render: venv ## Write every host's files under build/rendered/<host>/, no host contacted (ENV=lab|staging|production)
+	@test -d inventories/$(ENV) || { echo "ENV=$(ENV): no inventories/$(ENV)/ (there are: $$(ls inventories | grep -v '\.' | xargs))" >&2; exit 2; }
+	@rm -rf build/rendered
+	@OPENSIPS_SOURCE=$${OPENSIPS_SOURCE:-package} ANSIBLE_CACHE_PLUGIN=memory \
+	  ansible-playbook -i inventories/$(ENV) playbooks/render.yml $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE))
+	@echo "ENV=$(ENV): $$(ls build/rendered | wc -l) hosts rendered under build/rendered/ ($$(ls build/rendered | xargs));" \
+	  "the files of each are listed above; compare two renders with: diff -ru OLD NEW"

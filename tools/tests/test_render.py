@@ -1,11 +1,13 @@
-"""Render-only mode (playbooks/render.yml) against the example inventories: real
-files from the real templates, written on the controller without contacting a host."""
+"""Render-only mode (playbooks/render.yml) against the example inventories: the
+roles' own templates, rendered on the controller from the inventory alone, and
+nothing run against a host."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,94 +15,191 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks" / "render.yml"
 VAULT = ROOT / "inventories" / "DEMO-vault-password.txt"
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+EDGE_GROUPS = ["sip_db", "media_relays", "sip_proxies", "media_servers"]
+FILES = {
+    "sip_db": {"server.cnf", "sipedge.nft"},
+    "media_relays": {"rtpengine.conf", "sipedge.nft"},
+    "sip_proxies": {"opensips.cfg", "opensips.default", "dbtext/dispatcher", "dbtext/address", "dbtext/version",
+                    "sipedge.nft"},
+    "media_servers": {"acl.conf.xml", "sipedge.nft"},
+}
+# The modules a render runs, all on this machine: files (template is copy/stat/file), the
+# listing, and sip_tls's checks of the vault's certificate and key. No setup (facts).
+LOCAL_MODULES = {"file", "copy", "stat", "find", "x509_certificate_info", "openssl_privatekey_info"}
+# Not rendered output, written by Python or pytest themselves.
+NOT_OURS = {".git", ".venv", ".pytest_cache", "__pycache__", ".ansible", ".cache"}
 
 
-def render(env: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    argv = ["ansible-playbook", "-i", str(ROOT / "inventories" / env), str(ROOT / "playbooks" / "render.yml"),
-            "--vault-password-file", str(VAULT), "-e", f"sip_render_dir={out}", *extra]
-    environ = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT, env=environ)
+def ansible_render(inventory: str | list[str], out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """render.yml at -vvv: the log names every connection made and every module run."""
+    inventories = [inventory] if isinstance(inventory, str) else inventory
+    argv = [str(ANSIBLE_PLAYBOOK) if ANSIBLE_PLAYBOOK.exists() else "ansible-playbook", "-vvv"]
+    for inv in inventories:
+        argv += ["-i", str(inv if Path(inv).is_absolute() else ROOT / "inventories" / inv)]
+    argv += [str(PLAYBOOK), "--vault-password-file", str(VAULT), "-e", f"sip_render_dir={out}", *extra]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_CACHE_PLUGIN": "memory", "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT, env=env, timeout=900)
 
 
-def hosts(env: str) -> dict[str, dict[str, dict]]:
-    """group -> host -> host vars, from the inventory file."""
+def inventory(env: str) -> dict[str, dict[str, dict]]:
+    """group -> host -> the host's variables in hosts.yml."""
     data = yaml.safe_load((ROOT / "inventories" / env / "hosts.yml").read_text())
-    return {group: {h: v or {} for h, v in body["hosts"].items()} for group, body in data["all"]["children"].items()}
+    return {group: {host: hv or {} for host, hv in body["hosts"].items()} for group, body in data["all"]["children"].items()}
+
+
+def group_vars(env: str, group: str) -> dict:
+    return yaml.safe_load((ROOT / "inventories" / env / "group_vars" / group / "main.yml").read_text())
+
+
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root (but the tooling's own caches): path -> (size, mtime)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in NOT_OURS]
+        for name in filenames:
+            if not name.endswith(".pyc"):
+                st = (Path(dirpath) / name).stat()
+                out[str(Path(dirpath, name).relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module", params=["production", "staging"])
 def rendered(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"render-{request.param}")
-    run = render(request.param, out)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
-    return request.param, out, run
+    env = request.param
+    box = tmp_path_factory.mktemp(f"render-{env}")
+    out = box / "rendered"
+    before = tree(ROOT)
+    run = ansible_render(env, out)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    return {"env": env, "out": out, "box": box, "run": run, "repo_before": before, "repo_after": tree(ROOT)}
 
 
-def test_every_host_gets_its_files(rendered):
-    env, out, _ = rendered
-    inv = hosts(env)
-    expected = {"sip_proxies": ["opensips.cfg", "dbtext/dispatcher", "dbtext/address", "sipedge.nft"],
-                "sip_db": ["server.cnf", "sipedge.nft"], "media_relays": ["rtpengine.conf", "sipedge.nft"],
-                "media_servers": ["acl.conf.xml", "sipedge.nft"]}
-    for group, files in expected.items():
+def test_every_host_gets_its_files_and_only_those(rendered):
+    inv, out = inventory(rendered["env"]), rendered["out"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(h for g in EDGE_GROUPS for h in inv[g])
+    for group in EDGE_GROUPS:
         for host in inv[group]:
-            for name in files:
-                assert (out / host / name).is_file(), f"{host}/{name}"
-    assert {p.name for p in out.iterdir()} == {h for g in inv.values() for h in g}
+            found = {str(p.relative_to(out / host)) for p in (out / host).rglob("*") if p.is_file()}
+            assert found == FILES[group], host
+
+
+def test_files_are_private(rendered):
+    out = rendered["out"]
+    for path in [out, *out.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), f"{path}: {oct(mode)}"
+
+
+def test_nothing_is_written_outside_the_render_dir(rendered):
+    assert [p.name for p in rendered["box"].iterdir()] == ["rendered"]
+    assert rendered["repo_after"] == rendered["repo_before"]
+
+
+def test_no_host_is_contacted(rendered):
+    log = rendered["run"].stdout
+    assert "Gathering Facts" not in log
+    # every connection and command of the run is this machine's own
+    assert set(re.findall(r"^<([^>]+)> (?:ESTABLISH|EXEC|PUT)", log, re.M)) == {"localhost"}
+    assert set(re.findall(r"^<localhost> ESTABLISH (\w+) CONNECTION", log, re.M)) == {"LOCAL"}
+    modules = {Path(m).stem for m in re.findall(r"^Using module file (\S+)", log, re.M)}
+    assert modules and modules <= LOCAL_MODULES, modules - LOCAL_MODULES
 
 
 def test_each_proxy_listens_on_its_own_address(rendered):
-    env, out, _ = rendered
-    proxies = hosts(env)["sip_proxies"]
-    for host, hv in proxies.items():
-        sockets = re.findall(r"^socket=\w+:([^:\s]+):\d+", (out / host / "opensips.cfg").read_text(), re.M)
-        mine = {hv.get("sip_internal_address"), hv.get("sip_public_address")}
-        assert sockets and set(sockets) <= mine, (host, sockets)
-        others = {a for h, v in proxies.items() if h != host for a in (v.get("sip_internal_address"), v.get("sip_public_address"))}
-        assert not set(sockets) & others
+    env, out = rendered["env"], rendered["out"]
+    inv = inventory(env)
+    sockets = group_vars(env, "sip_proxies")["opensips_sockets"]
+    relays = sorted(f"udp:{hv['sip_internal_address']}:2223" for hv in inv["media_relays"].values())
+    db = next(iter(inv["sip_db"].values()))
+    for host, hv in inv["sip_proxies"].items():
+        cfg = (out / host / "opensips.cfg").read_text()
+        listening = re.findall(r"^socket=(\w+):([^:\s]+):(\d+)", cfg, re.M)
+        # group_vars: opensips_listen_address is the proxy's public (advertised) address
+        assert sorted(listening) == sorted((s["proto"], hv["sip_public_address"], str(s["port"])) for s in sockets)
+        assert f'"rtpengine_sock", "{" ".join(relays)}"' in cfg
+        assert re.search(rf'"db_url", "mysql://opensips:[^@"]+@{re.escape(db["ansible_host"])}:3306/opensips"', cfg)
+        assert "/usr/lib/x86_64-linux-gnu/opensips/modules/" in cfg
 
 
 def test_dispatcher_lists_the_inventory_media_servers(rendered):
-    env, out, _ = rendered
-    media = {hv["sip_internal_address"] for hv in hosts(env)["media_servers"].values()}
-    for host in hosts(env)["sip_proxies"]:
-        rows = (out / host / "dbtext" / "dispatcher").read_text().splitlines()[1:]
-        found = {re.search(r"sip\\:([0-9.]+)\\:", row).group(1) for row in rows if row.strip()}
-        assert found == media
+    env, out = rendered["env"], rendered["out"]
+    media = sorted(f"sip:{hv['sip_internal_address']}:5080" for hv in inventory(env)["media_servers"].values())
+    for host in inventory(env)["sip_proxies"]:
+        header, *rows = (out / host / "dbtext" / "dispatcher").read_text().splitlines()
+        assert header.startswith("id(int,auto) setid(int) destination(string)")
+        # db_text escapes ':' in values
+        destinations = [re.split(r"(?<!\\):", row)[2].replace("\\:", ":") for row in rows if row.strip()]
+        assert sorted(destinations) == media
 
 
 def test_acl_lists_exactly_the_proxies(rendered):
-    env, out, _ = rendered
-    proxies = {f"{hv['sip_internal_address']}/32" for hv in hosts(env)["sip_proxies"].values()}
-    for host in hosts(env)["media_servers"]:
-        tree = ET.parse(out / host / "acl.conf.xml")
-        lists = [lst for lst in tree.iter("list")
-                 if any(n.get("cidr") in proxies for n in lst.iter("node"))]
-        assert len(lists) == 1 and lists[0].get("default") == "deny"
-        assert {n.get("cidr") for n in lists[0].iter("node") if n.get("type") == "allow"} == proxies
+    env, out = rendered["env"], rendered["out"]
+    proxies = sorted(f"{hv['sip_internal_address']}/32" for hv in inventory(env)["sip_proxies"].values())
+    for host in inventory(env)["media_servers"]:
+        root = ET.parse(out / host / "acl.conf.xml").getroot()
+        ours = root.findall("./network-lists/list[@name='opensips_proxies']")
+        assert len(ours) == 1 and ours[0].get("default") == "deny"
+        assert sorted(n.get("cidr") for n in ours[0].findall("node[@type='allow']")) == proxies
+        assert not ours[0].findall("node[@type='deny']")
 
 
-def test_relay_rtp_range_equals_the_firewall_range(rendered):
-    env, out, _ = rendered
-    for host in hosts(env)["media_relays"]:
+def test_the_relays_rtp_range_is_opened_on_the_relays_only(rendered):
+    env, out = rendered["env"], rendered["out"]
+    inv, relay_vars = inventory(env), group_vars(env, "media_relays")
+    low, high = relay_vars["rtpengine_port_min"], relay_vars["rtpengine_port_max"]
+    proxies = ", ".join(hv["sip_internal_address"] for hv in inv["sip_proxies"].values())
+    for host in inv["media_relays"]:
         conf = (out / host / "rtpengine.conf").read_text()
-        low, high = (re.search(rf"^port-{k} = (\d+)", conf, re.M).group(1) for k in ("min", "max"))
-        assert re.search(rf"udp dport {low}-{high} accept", (out / host / "sipedge.nft").read_text())
+        assert re.search(rf"^port-min = {low}$", conf, re.M) and re.search(rf"^port-max = {high}$", conf, re.M)
+        nft = (out / host / "sipedge.nft").read_text()
+        assert f'udp dport {low}-{high} accept comment "rtpengine RTP/RTCP"' in nft
+        assert f"ip saddr {{ {proxies} }} udp dport 2223 accept" in nft
+    for group in ("sip_db", "sip_proxies", "media_servers"):
+        for host in inv[group]:
+            nft = (out / host / "sipedge.nft").read_text()
+            assert f"dport {low}-{high}" not in nft and 'comment "rtpengine' not in nft, host
 
 
-def test_a_second_render_is_identical(rendered, tmp_path):
-    env, out, _ = rendered
-    again = render(env, tmp_path)
-    assert again.returncode == 0
-    first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    second = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    assert first == second
+def test_the_database_listens_on_its_internal_address(rendered):
+    env, out = rendered["env"], rendered["out"]
+    for host, hv in inventory(env)["sip_db"].items():
+        assert f"bind-address = {hv['sip_internal_address']}\n" in (out / host / "server.cnf").read_text()
 
 
-def test_bad_input_fails_the_render_with_the_variable_name(tmp_path):
-    run = render("production", tmp_path, "-e", "rtpengine_port_min=40000", "-e", "rtpengine_port_max=30000")
+def test_a_second_render_is_byte_identical(rendered, tmp_path):
+    again = ansible_render(rendered["env"], tmp_path / "again")
+    assert again.returncode == 0, (again.stdout + again.stderr)[-6000:]
+    assert files_under(tmp_path / "again") == files_under(rendered["out"])
+
+
+@pytest.mark.parametrize("bad, variable, failing_group", [
+    (["-e", "opensips_dispatcher_algorithm=nonsense"], "opensips_dispatcher_algorithm", "sip_proxies"),
+    (["-e", "rtpengine_port_min=40000", "-e", "rtpengine_port_max=30000"], "rtpengine_port_min", "media_relays"),
+])
+def test_bad_input_fails_the_render_naming_the_variable(tmp_path, bad, variable, failing_group):
+    out = tmp_path / "rendered"
+    run = ansible_render("staging", out, *bad)
     assert run.returncode != 0
-    assert "rtpengine_port_min" in run.stdout + run.stderr
-    relays = hosts("production")["media_relays"]
-    assert not any((tmp_path / h / "rtpengine.conf").exists() for h in relays)
+    assert variable in run.stdout + run.stderr
+    for host in inventory("staging")[failing_group]:
+        assert not (out / host).exists(), host
+    # the render stops at the first failure: no firewall rendered for anybody
+    assert not list(out.rglob("sipedge.nft"))
+
+
+def test_a_host_without_an_address_fails_before_anything_is_written(tmp_path):
+    extra = tmp_path / "extra.yml"
+    extra.write_text(yaml.safe_dump({"all": {"children": {"sip_proxies": {"hosts": {
+        "sip9.stg.example.net": {"ansible_host": "sip9.stg.example.net"}}}}}}))
+    out = tmp_path / "rendered"
+    run = ansible_render(["staging", extra], out)
+    assert run.returncode != 0
+    assert "sip9.stg.example.net: set sip_internal_address" in " ".join(run.stdout.split())
+    assert not out.exists()
