@@ -49,7 +49,8 @@ class ImageOracle:
     def close(self) -> None:
         pass
 
-    def serve(self, cfg: Path, dbtext: Path, mi_method: str, timeout: float = 20.0) -> tuple[dict | None, str]:
+    def serve(self, cfg: Path, dbtext: Path, mi_method: str, timeout: float = 20.0,
+              params: dict | None = None) -> tuple[dict | None, str]:
         """Start the real OpenSIPS on ``cfg`` with the db_text tables in ``dbtext`` (mounted where the
         config expects them, /etc/opensips/dbtext) and return one MI reply over HTTP, plus its log."""
         name = f"sipedge-opensips-serve-{uuid.uuid4().hex[:8]}"
@@ -58,7 +59,7 @@ class ImageOracle:
                 "--entrypoint", "sh", self.image, "-c",
                 "mkdir -p /run/opensips && exec /usr/sbin/opensips -F -f /etc/opensips/opensips.cfg", check=True)
         try:
-            body = json.dumps({"jsonrpc": "2.0", "method": mi_method, "params": {"full": 1}, "id": 1})
+            body = json.dumps({"jsonrpc": "2.0", "method": mi_method, "params": params or {"full": 1}, "id": 1})
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 run = _docker("exec", name, "curl", "-s", "-m", "3", "-H", "Content-Type: application/json",

@@ -272,7 +272,109 @@ def test_register_over_tls_and_wss(host, phone, lab, transport, port):
     assert transport_param in contacts(host)
 
 
+# --- 10. monitoring: the prometheus endpoint on the proxy's internal address ------------
+
+DASHBOARD = os.path.join(os.path.dirname(__file__), "..", "..", "..", "files", "grafana", "sip-edge-dashboard.json")
+METRIC = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
+
+
+def scrape(from_host) -> dict[str, dict[frozenset, float]]:
+    """The proxy's /metrics as Prometheus reads them: name -> {labels: value}."""
+    text = from_host.check_output(f"curl -sf -m 5 http://{PROXY}:8888/metrics")
+    series: dict[str, dict[frozenset, float]] = {}
+    for line in text.splitlines():
+        match = METRIC.match(line)
+        if match:
+            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', match["labels"] or ""))
+            series.setdefault(match["name"], {})[labels] = float(match["value"])
+    assert series, text[:2000]
+    return series
+
+
+def value(series, name: str, **labels) -> float:
+    wanted = set(labels.items())
+    return sum(v for lbl, v in series.get(name, {}).items() if wanted <= set(lbl))
+
+
+def test_metrics_are_served_to_the_monitoring_host_only(client):
+    # the lab's monitoring host (opensips_prometheus_sources) is stack-client
+    assert "opensips_registered_users" in scrape(client)
+    stranger = other("stack-client2").run(f"curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://{PROXY}:8888/metrics")
+    assert stranger.rc != 0 and stranger.stdout.strip() in ("", "000"), (stranger.rc, stranger.stdout)
+
+
+def test_the_registration_gauge_rises_after_a_register(host, client, lab):
+    acc = account(lab, 1)
+    mi(host, "ul_rm", {"table_name": "location", "aor": acc.user})
+    before = scrape(client)
+    reg = register(client, acc)
+    assert reg.successful == 1, reg.summary()
+    after = scrape(client)
+    assert value(after, "opensips_registered_users") == value(before, "opensips_registered_users") + 1
+    assert value(after, "opensips_location_contacts") == value(before, "opensips_location_contacts") + 1
+    assert value(after, "opensips_accepted_regs") > value(before, "opensips_accepted_regs")
+
+
+def test_call_metrics_count_calls_per_media_server_and_their_duration(client, lab):
+    before = scrape(client)
+    result = call(client, account(lab, 1), calls=2, rate=2, hold_ms=2200)
+    assert (result.rc, result.successful, result.failed) == (0, 2, 0), result.summary()
+    after = scrape(client)
+    for name in MEDIA:  # round-robin: one call each
+        assert value(after, "opensips_calls_to_media_server", media_server=name) \
+            - value(before, "opensips_calls_to_media_server", media_server=name) == 1, name
+    assert value(after, "opensips_processed_dialogs") - value(before, "opensips_processed_dialogs") == 2
+    assert value(after, "opensips_calls_ended_total") - value(before, "opensips_calls_ended_total") == 2
+    # each call lasted 2.2 s from the 200 OK to the BYE; the dialog counts whole seconds
+    assert value(after, "opensips_call_duration_seconds_total") \
+        - value(before, "opensips_call_duration_seconds_total") >= 4
+    assert value(after, "opensips_active_dialogs") == 0
+
+
+@pytest.fixture()
+def media_servers_disabled(host):
+    for uri in MEDIA.values():
+        mi(host, "ds_set_state", {"state": "i", "group": 1, "address": uri})
+    yield
+    for uri in MEDIA.values():
+        mi(host, "ds_set_state", {"state": "a", "group": 1, "address": uri})
+
+
+def test_media_server_state_and_failed_calls_by_code(host, client, lab, media_servers_disabled):
+    # both media servers inactive: the call is refused with 503, counted by code
+    before = scrape(client)
+    result = call(client, account(lab, 1), trace_messages=True)
+    assert "SIP/2.0 503" in result.messages, result.summary()
+    during = scrape(client)
+    assert value(during, "opensips_calls_failed", code="503") - value(before, "opensips_calls_failed", code="503") == 1
+    for name, uri in MEDIA.items():
+        assert value(during, "opensips_media_server_up", media_server=name, destination=uri) == 0
+    assert wait_for(lambda: value(scrape(client), "opensips_media_servers_active", set="1") == 0, timeout=15)
+    for uri in MEDIA.values():
+        mi(host, "ds_set_state", {"state": "a", "group": 1, "address": uri})
+    after = scrape(client)
+    assert all(value(after, "opensips_media_server_up", media_server=name) == 1 for name in MEDIA)
+    assert wait_for(lambda: value(scrape(client), "opensips_media_servers_active", set="1") == 2, timeout=15)
+
+
+def test_every_series_of_the_grafana_dashboard_is_exported(client):
+    with open(DASHBOARD, encoding="utf-8") as fh:
+        dashboard = json.load(fh)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    wanted = set(re.findall(r"\bopensips_[A-Za-z0-9_]+", " ".join(exprs)))
+    exported = set(scrape(client))
+    assert len(wanted) > 15
+    assert wanted <= exported, sorted(wanted - exported)
+
+
 # --- 9. pike (last: it blocks stack-client2 for a while) -------------------------------
+
+def test_the_load_generator_is_not_counted_by_pike(client):
+    # stack-client is in opensips_pike_exempt_networks (make bench): 300 requests
+    # at 150/s, ten times pike's density, all answered
+    result = sipkit.run_sipp(client, "uac_options", f"{PROXY}:5060", calls=300, rate=150, recv_timeout_ms=2000)
+    assert (result.successful, result.failed) == (300, 0), result.summary()
+
 
 def test_a_flood_is_blocked_while_another_source_still_registers(host, client, lab):
     flood: dict = {}

@@ -52,6 +52,11 @@ VARIANTS = {
         "opensips_usrloc_working_mode": "single-instance-no-db",
         "opensips_dispatcher_ping_interval": 0,
     },
+    # metrics on every address for the Prometheus server, call statistics, pike exemptions
+    "monitoring": {
+        "opensips_prometheus_sources": ["10.0.0.5/32"], "opensips_pike_exempt_networks": ["10.0.0.100", "2001:db8::/64"],
+        "opensips_call_statistics_interval": 2,
+    },
     "site-snippets": {
         "opensips_custom_snippets": {
             "global": 'loadmodule "textops.so"',
@@ -153,6 +158,33 @@ def test_rendered_tables_load_in_the_real_opensips(rendered, oracles, version):
     assert found["sip:[2001:db8::42]:5060"]["weight"] == 2
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_media_server_statistics_start_from_the_configured_state(rendered, oracles, version):
+    """The call statistics the dashboard charts exist from the start: the real release runs the
+    rendered startup route (fs1 active, the IPv6 destination configured as probing)."""
+    oracle = oracle_or_skip(oracles, version)
+    if not hasattr(oracle, "serve"):
+        pytest.skip(f"SKIPPED: starting OpenSIPS {version} needs its image ({oracle.where} has none)")
+    variant = rendered / f"{version}-table-load"
+    reply, log = oracle.serve(variant / "opensips.cfg", variant / "dbtext", "get_statistics",
+                              params={"statistics": ["sipedge:"]})
+    assert reply is not None, f"OpenSIPS {version} did not come up:\n{log[-3000:]}"
+    stats = reply["result"]
+    assert stats["sipedge:media_server_up_s1d1"] == 1, stats
+    assert stats["sipedge:media_server_up_s1d2"] == 0, stats
+    assert stats["sipedge:calls_ended_total"] == 0 and stats["sipedge:calls_to_s1d1"] == 0, stats
+
+
+def test_metrics_labels_name_every_media_server(rendered):
+    cfg = (rendered / "3.6-monitoring" / "opensips.cfg").read_text()
+    assert 'modparam("httpd", "ip", "0.0.0.0")' in cfg
+    assert ('/^media_server_up_s1d1$/media_server_up:set=\\"1\\",destination=\\"sip:10.0.0.41:5060\\",'
+            'media_server=\\"fs1: primary\\"/') in cfg
+    assert "$(si{ip.matches,10.0.0.100/32})" in cfg and "$(si{ip.matches,2001:db8::/64})" in cfg
+    default = (rendered / "3.6-registrar-auth-nat" / "opensips.cfg").read_text()
+    assert 'modparam("httpd", "ip", "127.0.0.1")' in default
+
+
 def test_dispatcher_table_escapes_uris_and_maps_states(rendered):
     lines = (rendered / "3.6-minimal" / "dbtext" / "dispatcher").read_text().splitlines()
     assert lines[0].startswith("id(int,auto) setid(int) destination(string) socket(string,null) state(int)")
@@ -204,6 +236,12 @@ BAD_INPUT = {
                       "opensips_dispatcher_sets[1]"),
     "webrtc-without-rtpengine": ({"opensips_webrtc_enabled": True}, "opensips_webrtc_enabled needs opensips_media_relay"),
     "port-out-of-range": ({"opensips_sockets": [{"proto": "udp", "port": 70000}]}, "opensips_sockets"),
+    "prometheus-source-not-a-network": ({"opensips_prometheus_sources": ["monitoring.example.net"]},
+                                        "opensips_prometheus_sources must be IP networks (bad: ['monitoring.example.net']"),
+    "pike-exempt-not-a-network": ({"opensips_pike_exempt_networks": ["10.0.0.300"]},
+                                  "opensips_pike_exempt_networks must be IP addresses or networks (bad: ['10.0.0.300']"),
+    # MI/metrics moved off loopback (-e opensips_mi_http_address=0.0.0.0) with no network to allow
+    "metrics-open-to-everyone": ({}, "or the firewall would open port 8888 to everyone"),
 }
 
 
@@ -217,6 +255,8 @@ def test_bad_input_fails_before_rendering_and_names_the_variable(tmp_path, case)
     args = ["-e", f"@{matrix}"]
     if case == "wss-without-certificate":
         args += ["-e", "opensips_tls_certificate=''"]
+    if case == "metrics-open-to-everyone":
+        args += ["-e", "opensips_mi_http_address=0.0.0.0"]
     run = ansible_playbook(str(PLAYBOOK), *args)
     assert run.returncode != 0
     assert message in run.stdout, run.stdout[-3000:]
