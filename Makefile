@@ -11,7 +11,7 @@ export OPENSIPS_VERSION ?= 3.6
 
 PY := $(VENV)/bin/python
 
-.PHONY: help venv docker images prereq lint unit molecule test lab lab-destroy opensips-source render
+.PHONY: help venv docker images prereq lint unit molecule test lab lab-destroy opensips-source render bench
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ test: prereq ## Everything: lint, unit tests, every Molecule scenario, then a su
 
 lab: prereq ## Deploy the edge into local containers and print how to use it
 	@$(PY) tools/opensips_source.py exec -- ansible-playbook -i inventories/lab playbooks/lab.yml
+
+# Benchmarks (benchmarks/README.md): a table of numbers, not a test. On the lab it
+# recreates the containers twice (site.yml and make lab timings), then loads the
+# proxy with SIPp. Other inventories: make bench BENCH_ARGS="-i inventories/<env> --only sip"
+bench: prereq ## Measure the lab: REGISTER/s, CPS and latency vs a stateless relay, site.yml and make lab times
+	@$(PY) tools/opensips_source.py exec -- $(PY) benchmarks/sip_edge_bench.py $(BENCH_ARGS)
 
 lab-destroy: venv ## Remove every container and network the lab created
 	@ansible-playbook -i inventories/lab playbooks/lab-destroy.yml
