@@ -111,7 +111,14 @@ def rendered(tmp_path_factory):
 @pytest.fixture(scope="session")
 def oracles():
     found = {}
-    yield lambda version: found.setdefault(version, opensips_oracle.find(version))
+
+    def oracle_for(version):
+        # one oracle (container) per release for the whole session, closed below
+        if version not in found:
+            found[version] = opensips_oracle.find(version)
+        return found[version]
+
+    yield oracle_for
     for oracle, _ in found.values():
         if oracle:
             oracle.close()
