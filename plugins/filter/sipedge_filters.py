@@ -93,33 +93,6 @@ def opensips_dispatcher_rows(dispatcher_sets) -> list[dict]:
     return rows
 
 
-_LABEL_UNSAFE = re.compile(r'["\\\n]')
-
-
-def opensips_media_server_metrics(dispatcher_sets) -> list[dict]:
-    """One entry per dispatcher destination for the proxy's call statistics (prometheus).
-
-    ``key`` names the destination's statistics (``s<set>d<n>``, a valid statistic name
-    whatever the URI); ``media_server`` is its description, else the URI's host. The
-    label values never hold a quote, backslash or newline (they are written inside an
-    opensips.cfg string); ``up`` is 1 unless the inventory sets the destination inactive.
-    """
-    out = []
-    for dset in dispatcher_sets or []:
-        for index, dest in enumerate(dset.get("destinations", []), start=1):
-            uri = str(dest["uri"])
-            name = str(dest.get("description") or sip_uri_host(uri) or uri)
-            out.append({
-                "key": f"s{int(dset['id'])}d{index}",
-                "set": int(dset["id"]),
-                "uri": uri,
-                "uri_label": _LABEL_UNSAFE.sub("", uri),
-                "media_server": _LABEL_UNSAFE.sub("", name),
-                "up": 1 if dest.get("state", "active") == "active" else 0,
-            })
-    return out
-
-
 def opensips_address_rows(trusted_sources, dispatcher_sets, group: int = 1) -> list[dict]:
     """Rows of the permissions `address` table: the trusted sources plus the media servers."""
     return [{
@@ -229,5 +202,4 @@ class FilterModule:
             "opensips_destinations_at": opensips_destinations_at,
             "opensips_dialogs_towards": opensips_dialogs_towards,
             "opensips_unanswered_dialogs": opensips_unanswered_dialogs,
-            "opensips_media_server_metrics": opensips_media_server_metrics,
         }

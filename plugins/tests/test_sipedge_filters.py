@@ -138,13 +138,3 @@ def test_unanswered_dialogs_count_unless_only_the_pending_ones_are_asked_for():
     assert f.opensips_dialogs_towards(DIALOGS, ["10.210.0.41"], []) == 1        # d.4
     assert f.opensips_dialogs_towards(DIALOGS, ["10.210.0.42"], []) == 1        # c.3
 
-
-def test_media_server_metrics_key_every_destination_and_keep_labels_safe():
-    sets = [{"id": 1, "destinations": [{"uri": "sip:10.0.0.41:5060", "description": "fs1"},
-                                       {"uri": "sip:fs2.example.net:5080", "state": "inactive"}]},
-            {"id": 7, "destinations": [{"uri": "sip:10.0.0.43", "description": 'a "quoted"\\ name'}]}]
-    got = f.opensips_media_server_metrics(sets)
-    assert [(m["key"], m["set"], m["media_server"], m["up"]) for m in got] == [
-        ("s1d1", 1, "fs1", 1), ("s1d2", 1, "fs2.example.net", 0), ("s7d1", 7, "a quoted name", 1)]
-    assert got[1]["uri"] == got[1]["uri_label"] == "sip:fs2.example.net:5080"
-    assert f.opensips_media_server_metrics([]) == []
