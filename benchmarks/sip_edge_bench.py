@@ -103,12 +103,7 @@ def first_line(host, command: str) -> str:
 
 def versions(inventory: str, hosts: dict[str, str]) -> str:
     proxy = remote(hosts["proxy"], inventory)
-    mi = proxy.run("curl -s -m 5 -H 'Content-Type: application/json' "
-                   "-d '{\"jsonrpc\":\"2.0\",\"method\":\"version\",\"id\":1}' http://127.0.0.1:8888/mi")
-    try:
-        opensips = json.loads(mi.stdout)["result"]["Server"]
-    except (ValueError, KeyError, TypeError):
-        opensips = first_line(proxy, "opensips -V")
+    opensips = first_line(proxy, "opensips -V")
     parts = [opensips, first_line(remote(hosts["client"], inventory), "sipp -v | grep -o 'SIPp v[^ ,-]*'")]
     if hosts.get("db"):
         db = first_line(remote(hosts["db"], inventory), "mariadb --version || mysql --version")

@@ -7,6 +7,8 @@ provides an ``edge`` fixture (an :class:`Edge`). pytest collects the imported
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -21,7 +23,7 @@ import testinfra
 import sipkit
 
 __all__ = [
-    "Edge", "mi", "destinations", "other", "rendered_config", "real_parser_check",
+    "Edge", "mi", "push_script", "destinations", "other", "rendered_config", "real_parser_check",
     "test_opensips_runs_the_release_under_test", "test_listens_on_every_socket", "test_mi_stays_on_loopback",
     "test_mi_answers_which", "test_opensips_cli_talks_to_the_local_mi", "test_dispatcher_lists_the_rendered_destinations",
     "test_proxy_answers_options", "test_calls_reach_both_media_servers_round_robin",
@@ -66,11 +68,25 @@ def other(name):
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
 
 
+MI_CLIENT = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "opensips_mi.py"
+
+
+def push_script(host, script: Path) -> str:
+    """Copy a standard-library Python script of the toolkit to ``host`` (once; named by its content) and
+    return its path there."""
+    data = script.read_bytes()
+    target = f"/usr/local/lib/sipedge-{script.stem}-{hashlib.sha256(data).hexdigest()[:12]}.py"
+    if host.run(f"test -f {target}").rc != 0:
+        host.check_output(f"echo {base64.b64encode(data).decode()} | base64 -d > {target}")
+    return target
+
+
 def mi(host, method, params=None):
-    """One JSON-RPC call to the proxy's MI over HTTP (loopback only)."""
-    body = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1, **({"params": params} if params else {})})
-    out = host.check_output(f"curl -s -m 5 -H 'Content-Type: application/json' -d '{body}' http://127.0.0.1:8888/mi")
-    reply = json.loads(out)
+    """One MI command on the proxy over its local FIFO, with the toolkit's own client
+    (plugins/module_utils/opensips_mi.py, the opensips_mi module's)."""
+    args = f" '{json.dumps(params)}'" if params else ""
+    out = host.run(f"python3 {push_script(host, MI_CLIENT)} {method}{args}")
+    reply = json.loads(out.stdout)
     assert "error" not in reply, reply
     return reply["result"]
 

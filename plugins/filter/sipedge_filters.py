@@ -53,20 +53,44 @@ def invalid_networks(networks) -> list[str]:
     return bad
 
 
+def sip_uri_transport(uri: str) -> str:
+    """Transport a sip:/sips: URI asks for: udp unless ;transport= says otherwise (sips: tls)."""
+    match = re.search(r";transport=([A-Za-z]+)", str(uri))
+    if match:
+        return match.group(1).lower()
+    return "tls" if str(uri).strip().lower().startswith("sips:") else "udp"
+
+
+def sip_uri_port(uri: str) -> int:
+    """Port of a sip:/sips: URI, or the transport's default (5060, 5061 for tls)."""
+    match = _URI.match(str(uri).strip())
+    if match and match.group("port"):
+        return int(match.group("port"))
+    return 5061 if sip_uri_transport(uri) == "tls" else 5060
+
+
 def opensips_trusted(trusted_sources, dispatcher_sets) -> list[dict]:
     """Trusted sources plus every media server (dispatcher destination) given by IP address.
 
-    Media servers are trusted by address so calls they send are not challenged.
-    An explicitly listed source wins over a derived one with the same address.
+    Media servers are trusted by address, transport and port: a UDP media
+    server sends from the port its URI names (its SIP profile's socket), so
+    only that port is trusted; over a stream transport the source port is
+    ephemeral and any port of that transport is trusted. An explicitly listed
+    source wins over a derived one with the same address.
     """
     out = [dict(t) for t in (trusted_sources or [])]
-    seen = {t["address"] for t in out}
+    explicit = {t["address"] for t in out}
+    seen = set()
     for dset in dispatcher_sets or []:
         for dest in dset.get("destinations", []):
-            host = sip_uri_host(dest.get("uri", ""))
-            if host and is_ip(host) and host not in seen:
-                seen.add(host)
-                out.append({"address": host, "description": f"media server (dispatcher set {dset['id']})"})
+            uri = dest.get("uri", "")
+            host, proto = sip_uri_host(uri), sip_uri_transport(uri)
+            port = sip_uri_port(uri) if proto == "udp" else 0
+            if not (host and is_ip(host)) or host in explicit or (host, port, proto) in seen:
+                continue
+            seen.add((host, port, proto))
+            out.append({"address": host, "port": port, "proto": proto,
+                        "description": f"media server (dispatcher set {dset['id']})"})
     return out
 
 
@@ -191,6 +215,8 @@ class FilterModule:
     def filters(self):
         return {
             "sip_uri_host": sip_uri_host,
+            "sip_uri_port": sip_uri_port,
+            "sip_uri_transport": sip_uri_transport,
             "opensips_trusted": opensips_trusted,
             "dbtext_escape": dbtext_escape,
             "opensips_dispatcher_rows": opensips_dispatcher_rows,

@@ -32,9 +32,22 @@ def test_address_rows_add_media_servers_given_by_ip_only():
                                     {"address": "2001:db8::1"}], SETS)
     assert [(r["ip"], r["mask"], r["port"], r["proto"]) for r in rows] == [
         ("192.0.2.7", 32, 0, "any"), ("2001:db8::1", 128, 0, "any"),
-        ("10.0.0.41", 32, 0, "any"), ("10.0.0.42", 32, 0, "any"),
+        ("10.0.0.41", 32, 5060, "udp"), ("10.0.0.42", 32, 5060, "udp"),
     ]
     assert all(len(r["context_info"]) <= 32 for r in rows)
+
+
+def test_media_servers_are_trusted_by_transport_and_port():
+    sets = [{"id": 1, "destinations": [
+        {"uri": "sip:10.0.0.41:5080"}, {"uri": "sip:10.0.0.41"}, {"uri": "sip:10.0.0.41:5080"},
+        {"uri": "sip:10.0.0.43:5060;transport=tcp"}, {"uri": "sips:[2001:db8::5]"},
+    ]}]
+    rows = f.opensips_address_rows([], sets)
+    assert [(r["ip"], r["port"], r["proto"]) for r in rows] == [
+        ("10.0.0.41", 5080, "udp"), ("10.0.0.41", 5060, "udp"),
+        ("10.0.0.43", 0, "tcp"), ("2001:db8::5", 0, "tls"),
+    ]
+    assert [f.sip_uri_port(u) for u in ("sip:a.example:5070", "sip:a.example", "sips:a.example")] == [5070, 5060, 5061]
 
 
 def test_explicit_trusted_source_wins_over_the_derived_one():

@@ -176,6 +176,12 @@ def test_inbound_policy_is_drop(host):
     assert re.search(r"type filter hook input priority filter; policy drop;", host.check_output("nft list table inet sipedge"))
 
 
+def test_spoofed_sources_are_dropped_by_a_reverse_path_check(host):
+    rpf = host.check_output("nft list chain inet sipedge rpfilter")
+    assert "type filter hook prerouting priority raw" in rpf
+    assert re.search(r'iifname != "lo" fib saddr \. iif oif missing counter packets \d+ bytes \d+ drop', rpf), rpf
+
+
 def test_mi_on_loopback_is_not_opened(host):
     assert 8888 not in {port for _, port, _ in ruleset_ports(host)}
 

@@ -11,14 +11,13 @@ import base64
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 
 import pytest
 
 import sipkit
-from opensips_checks import INVENTORY, destinations, mi, other
+from opensips_checks import destinations, mi, other
 
 testinfra_hosts = ["ansible://stack-proxy"]
 
@@ -31,19 +30,6 @@ CA = "/tmp/stack-lab-ca.pem"
 
 
 # --- what the lab inventory says ---------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def lab():
-    """sip_domain, the subscribers and the callee the lab's phone dials, as Ansible templates them."""
-    expr = "{{ {'domain': sip_domain, 'subscribers': sip_subscribers, 'callee': lab_client_callee} | to_json }}"
-    run = subprocess.run(["ansible", "stack-client", "-i", INVENTORY, "-o", "-m", "ansible.builtin.debug",
-                          "-a", f"msg={expr}"], capture_output=True, text=True, check=True, env=os.environ)
-    payload = run.stdout.split("=>", 1)[1]
-    data = json.loads(payload)["msg"]
-    data = json.loads(data) if isinstance(data, str) else data
-    assert len(data["subscribers"]) >= 2, "the lab inventory needs two test accounts"
-    return data
-
 
 def account(lab, index, callee=None, password=None):
     s = lab["subscribers"][index]
@@ -232,16 +218,6 @@ def test_untrusted_invite_without_credentials_gets_407(client, lab):
     result = call(client, account(lab, 1), scenario="uac_invite_challenged", trace_messages=True)
     assert (result.rc, result.successful) == (0, 1), result.summary()
     assert "SIP/2.0 407" in result.messages
-
-
-@pytest.mark.parametrize("media_server", sorted(MEDIA))
-def test_calls_from_the_media_servers_are_not_challenged(media_server, lab):
-    # a call from a media server (a trusted source) to the number the lab
-    # phone dials: routed to the media servers without a digest challenge
-    trunk = sipkit.Account("trunk", lab["domain"], "", lab["callee"])
-    result = call(other(media_server), trunk, trace_messages=True, local_port=5080)
-    assert (result.rc, result.successful) == (0, 1), result.summary()
-    assert "SIP/2.0 407" not in result.messages and "SIP/2.0 401" not in result.messages
 
 
 # --- 6. CANCEL ----------------------------------------------------------------------------

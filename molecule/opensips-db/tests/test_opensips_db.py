@@ -91,8 +91,25 @@ def test_proxy_user_is_granted_only_from_the_proxy_address(host):
     hosts = {row[0] for row in sql(host, "SELECT Host FROM mysql.user WHERE User = 'opensips'", db="mysql")}
     assert hosts == {PROXY_IP}
     grants = " ".join(r[0] for r in sql(host, f"SHOW GRANTS FOR 'opensips'@'{PROXY_IP}'", db="mysql"))
-    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON `opensips`.*" in grants
-    assert "ALL PRIVILEGES" not in grants
+    # table by table: nothing on the whole database
+    assert "ON `opensips`.*" not in grants and "ALL PRIVILEGES" not in grants
+    assert "GRANT SELECT ON `opensips`.`subscriber`" in grants
+    assert "GRANT SELECT ON `opensips`.`address`" in grants
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON `opensips`.`location`" in grants
+    assert "GRANT INSERT ON `opensips`.`acc`" in grants
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM address",                                  # the trust list
+    "INSERT INTO address (grp, ip, mask, port, proto) VALUES (1, '192.0.2.66', 32, 0, 'any')",
+    "UPDATE subscriber SET ha1 = 'x'",                       # credentials
+    "UPDATE dispatcher SET destination = 'sip:192.0.2.66'",  # only the probing state may change
+    "DELETE FROM acc",                                       # CDRs are written, never removed
+])
+def test_proxy_user_cannot_change_what_it_only_reads(statement):
+    proxy = other("osdb-proxy")
+    out = proxy.run(f"mysql -h {DB_IP} -u opensips -p{PROXY_PASSWORD} -N -B opensips -e \"{statement}\"")
+    assert out.rc != 0 and "command denied" in out.stderr, (statement, out.stderr)
 
 
 def test_proxy_user_connects_from_the_proxy():
@@ -111,9 +128,17 @@ def test_proxy_user_is_refused_from_another_container():
 
 def test_monitoring_user_is_read_only(host):
     grants = " ".join(r[0] for r in sql(host, "SHOW GRANTS FOR 'opensips_ro'@'localhost'", db="mysql"))
-    assert "GRANT SELECT ON `opensips`.*" in grants
+    assert "GRANT SELECT ON `opensips`.`location`" in grants
     out = host.run("mysql -u opensips_ro -ptest-monitor-pw opensips -e \"DELETE FROM subscriber WHERE username='none'\"")
     assert out.rc != 0 and "command denied" in out.stderr, out.stderr
+
+
+def test_monitoring_user_cannot_read_password_hashes(host):
+    ro = "mysql -u opensips_ro -ptest-monitor-pw -N -B opensips -e"
+    assert host.run(f"{ro} 'SELECT COUNT(username) FROM subscriber'").rc == 0
+    for column in ("ha1", "ha1_sha256", "password", "*"):
+        out = host.run(f"{ro} 'SELECT {column} FROM subscriber'")
+        assert out.rc != 0 and "denied" in out.stderr, (column, out.stdout, out.stderr)
 
 
 # --- subscribers ------------------------------------------------------------------------

@@ -209,8 +209,9 @@ def test_version_file_declares_the_table_versions(rendered):
 def test_media_servers_are_trusted_by_address(rendered):
     rows = (rendered / "3.6-registrar-auth-nat" / "dbtext" / "address").read_text().splitlines()[1:]
     assert rows[0] == r"1:1:198.51.100.7:32:0:any::carrier\: trunk"
-    assert rows[1] == "2:1:10.0.0.41:32:0:any::media server (dispatcher set 1)"
-    assert rows[2] == r"3:1:2001\:db8\:\:42:128:0:any::media server (dispatcher set 1)"
+    # media servers: address, transport and the port of their URI
+    assert rows[1] == "2:1:10.0.0.41:32:5060:udp::media server (dispatcher set 1)"
+    assert rows[2] == r"3:1:2001\:db8\:\:42:128:5060:udp::media server (dispatcher set 1)"
     assert len(rows) == 3
 
 
@@ -223,6 +224,18 @@ def test_features_switch_modules_on_and_off(rendered):
         assert f'loadmodule "{module}"' in full
     assert "socket=wss:192.0.2.10:7443" in full
     assert "list_file" not in full and "mf_process_maxfwd(" not in full
+
+
+def test_edge_defences_are_rendered(rendered):
+    cfg = (rendered / "3.6-monitoring" / "opensips.cfg").read_text()
+    assert 'server_header="Server: sipedge"' in cfg and 'user_agent_header="User-Agent: sipedge"' in cfg
+    assert 'modparam("dialog", "dlg_match_mode", 0)' in cfg and 'modparam("dialog", "db_mode", 2)' in cfg
+    assert 'modparam("registrar", "max_contacts", 5)' in cfg
+    assert "$DLG_status == NULL" in cfg and 'remove_hf("P-Asserted-Identity")' in cfg
+    assert 'cache_fetch("local", "authban_$si"' in cfg
+    # metrics are published on 0.0.0.0 here: no MI on that listener, the FIFO serves the toolkit
+    assert 'loadmodule "mi_http.so"' not in cfg and 'loadmodule "prometheus.so"' in cfg
+    assert 'modparam("mi_fifo", "reply_dir", "/run/opensips/")' in cfg
 
 
 def test_advertised_address_is_rendered(rendered):
@@ -249,6 +262,13 @@ BAD_INPUT = {
                                   "opensips_pike_exempt_networks must be IP addresses or networks (bad: ['10.0.0.300']"),
     # MI/metrics moved off loopback (-e opensips_mi_http_address=0.0.0.0) with no network to allow
     "metrics-open-to-everyone": ({}, "or the firewall would open port 8888 to everyone"),
+    "mi-beside-published-metrics": ({"opensips_prometheus_sources": ["10.0.0.5/32"], "opensips_mi_http_enabled": True},
+                                    "opensips_mi_http_enabled would serve MI"),
+    "server-header-with-newline": ({"opensips_server_header": "edge\r\nX-Injected: 1"}, "opensips_server_header"),
+    "dialog-db-without-database": ({"opensips_db_enabled": False, "opensips_auth_enabled": False,
+                                    "opensips_usrloc_working_mode": "single-instance-no-db",
+                                    "opensips_dialog_db_mode": "delayed"}, "needs opensips_db_enabled"),
+    "load-algorithm-removed": ({"opensips_dispatcher_algorithm": "load"}, "opensips_dispatcher_algorithm must be one of"),
 }
 
 
