@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +26,6 @@ PROXY = "10.210.90.10"
 CLIENT, CLIENT2 = "10.210.90.100", "10.210.90.101"
 FS1, FS2 = "10.210.90.41", "10.210.90.42"
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-DB_CLI = "mysql --defaults-file=/etc/mysql/opensips-db-admin.cnf -N -B opensips"
 LISTEN = 5098  # a "foreign host" port on the attacker's own container: nothing may be relayed there
 
 
@@ -342,48 +340,6 @@ def test_malformed_sip_corpus_leaves_the_proxy_serving(host, phone, lab):
                           accounts=[sipkit.Account(s["username"], s["domain"], s["password"])])
     assert reg.successful == 1, reg.summary()
     assert opensips_pids(host) == before  # no worker crashed and was replaced
-
-
-# --- 8. dialogs survive a restart --------------------------------------------------------
-
-CALLEE_PORT = 5073
-
-
-def test_a_call_set_up_before_a_restart_still_ends_with_bye(host, phone, lab):
-    """A subscriber call held across `systemctl restart opensips`: the caller's BYE after the restart is
-    relayed (the dialog was reloaded from the database) and the callee answers it."""
-    callee, caller = sub(lab, 0), sub(lab, 1)
-    mi(host, "ul_rm", {"table_name": "location", "aor": callee["username"]})
-    reg = sipkit.run_sipp(phone, "register_auth", f"{PROXY}:5060", local_port=CALLEE_PORT,
-                          accounts=[sipkit.Account(callee["username"], callee["domain"], callee["password"])])
-    assert reg.successful == 1, reg.summary()
-    phone.run(f"pkill -f '[s]ipp -sf .* -p {CALLEE_PORT}'; rm -rf /tmp/callee2; mkdir -p /tmp/callee2")
-    phone.check_output(f"cd /tmp/callee2 && (sipp -sf {sipkit.SCENARIO_DIR}/uas_media_server.xml -i {CLIENT} "
-                       f"-p {CALLEE_PORT} -m 1 -nostdin -trace_msg -message_file messages.log >/dev/null 2>&1 &) ; sleep 1")
-    outcome: dict = {}
-    uac = threading.Thread(target=lambda: outcome.setdefault("result", sipkit.run_sipp(
-        phone, "uac_call", f"{PROXY}:5060", hold_ms=25000, recv_timeout_ms=40000,
-        accounts=[sipkit.Account(caller["username"], caller["domain"], caller["password"], callee["username"])])))
-    uac.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "BYE" not in phone.run("cat /tmp/callee2/messages.log").stdout \
-            and int(mi(host, "get_statistics", {"statistics": ["active_dialogs"]})["dialog:active_dialogs"]) == 0:
-        time.sleep(0.5)
-    assert int(mi(host, "get_statistics", {"statistics": ["active_dialogs"]})["dialog:active_dialogs"]) >= 1
-    # the dialog reaches the database within opensips_dialog_db_update_period (10 s, delayed mode),
-    # before the restart: it would survive a crash too
-    db = other("stack-db")
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and int(db.check_output(f"{DB_CLI} -e 'SELECT COUNT(*) FROM dialog'")) == 0:
-        time.sleep(1)
-    assert int(db.check_output(f"{DB_CLI} -e 'SELECT COUNT(*) FROM dialog'")) >= 1
-    host.check_output("systemctl restart opensips")
-    uac.join(90)
-    result = outcome["result"]
-    assert (result.successful, result.failed) == (1, 0), result.summary()
-    callee_log = phone.run("cat /tmp/callee2/messages.log").stdout
-    assert re.search(r"^BYE ", callee_log, re.M), callee_log[-2000:]
-    assert int(mi(host, "get_statistics", {"statistics": ["active_dialogs"]})["dialog:active_dialogs"]) == 0
 
 
 def test_no_attack_left_a_dialog_behind(host):

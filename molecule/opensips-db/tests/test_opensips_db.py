@@ -203,7 +203,9 @@ def test_dispatcher_rows_come_from_the_proxies_sets(host):
 
 def test_address_rows_are_the_trusted_sources_and_media_servers(host):
     rows = sql(host, "SELECT ip, mask, port, proto FROM address ORDER BY ip")
-    assert rows == [[ip, "32", "0", "any"] for ip in ("10.210.40.200", "10.210.40.41", "10.210.40.42")]
+    # the media servers by address, transport and their URI's port; the explicit source as declared
+    assert rows == [["10.210.40.200", "32", "0", "any"], ["10.210.40.41", "32", "5060", "udp"],
+                    ["10.210.40.42", "32", "5060", "udp"]]
 
 
 def test_the_proxy_loaded_the_dispatcher_rows_from_the_database():
