@@ -102,6 +102,7 @@ def test_proxy_user_is_granted_only_from_the_proxy_address(host):
 @pytest.mark.parametrize("statement", [
     "DELETE FROM address",                                  # the trust list
     "INSERT INTO address (grp, ip, mask, port, proto) VALUES (1, '192.0.2.66', 32, 0, 'any')",
+    "UPDATE address SET ip = '192.0.2.66'",
     "UPDATE subscriber SET ha1 = 'x'",                       # credentials
     "UPDATE dispatcher SET destination = 'sip:192.0.2.66'",  # only the probing state may change
     "DELETE FROM acc",                                       # CDRs are written, never removed
@@ -208,6 +209,18 @@ def test_address_rows_are_the_trusted_sources_and_media_servers(host):
                     ["10.210.40.42", "32", "5060", "udp"]]
 
 
+def test_a_cdr_without_tags_is_kept(host):
+    # what acc writes for a call the proxy itself ended (408, 503): NULL tags; the vendor columns
+    # are NOT NULL, the role's trigger stores '' and the row is kept
+    proxy = other("osdb-proxy")
+    out = proxy.run(f"mysql -h {DB_IP} -u opensips -p{PROXY_PASSWORD} -N -B opensips -e \"INSERT INTO missed_calls "
+                    "(method, from_tag, to_tag, callid, sip_code, sip_reason, time) "
+                    "VALUES ('INVITE', 'ft', NULL, 'cdr-null-to-tag', '408', 'Request Timeout', NOW())\"")
+    assert out.rc == 0, out.stderr
+    assert sql(host, "SELECT to_tag, sip_code FROM missed_calls WHERE callid = 'cdr-null-to-tag'") == [["", "408"]]
+    sql(host, "DELETE FROM missed_calls WHERE callid = 'cdr-null-to-tag'")
+
+
 def test_the_proxy_loaded_the_dispatcher_rows_from_the_database():
     dests = destinations(other("osdb-proxy"))
     assert set(dests) == {"sip:10.210.40.41:5060", "sip:10.210.40.42:5060"}
@@ -277,6 +290,12 @@ def test_upgrade_reaches_the_new_release_schema(host, upgraded):
         assert "email_address" not in columns  # 3.6 dropped it
     a1 = f"1001:{DOMAIN}:{SUBSCRIBERS['1001']}".encode()
     assert sql(host, "SELECT ha1 FROM subscriber WHERE username = '1001'", db="opensips_upgrade") == [[hashlib.md5(a1).hexdigest()]]
+
+
+def test_upgrade_puts_the_cdr_triggers_back(host, upgraded):
+    names = {r[0] for r in sql(host, "SELECT trigger_name FROM information_schema.triggers "
+                                     "WHERE trigger_schema = 'opensips_upgrade'", db="mysql")}
+    assert names == {"sipedge_acc_tags", "sipedge_missed_calls_tags"}
 
 
 def test_upgrade_keeps_the_old_database_as_a_backup(host, upgraded):

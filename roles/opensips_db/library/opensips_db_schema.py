@@ -147,6 +147,11 @@ def migrate(module, conn, db, current, files):
         renames = [f"{quote(db)}.{quote(t)} TO {quote(backup)}.{quote(t)}" for t in live]
         renames += [f"{quote(staging)}.{quote(t)} TO {quote(db)}.{quote(t)}" for t in sorted(tables_of(conn, staging))]
         run_script(conn, f"CREATE DATABASE {quote(backup)} CHARACTER SET {p['encoding']}")
+        # a table with triggers cannot move to another database: the role's own
+        # triggers (sipedge_*) go, and the role puts them back on the new tables
+        for row in query(conn, "SELECT trigger_name FROM information_schema.triggers "
+                               "WHERE trigger_schema = %s AND trigger_name LIKE 'sipedge\\_%%'", (db,)):
+            run_script(conn, f"DROP TRIGGER {quote(db)}.{quote(row[0])}")
         run_script(conn, "RENAME TABLE " + ", ".join(renames))
     finally:
         run_script(conn, f"DROP DATABASE IF EXISTS {quote(staging)}")
