@@ -324,11 +324,6 @@ def test_media_server_state_and_failed_calls_by_code(host, client, lab, media_se
     assert "SIP/2.0 503" in result.messages, result.summary()
     during = scrape(client)
     assert value(during, "opensips_calls_failed", code="503") - value(before, "opensips_calls_failed", code="503") == 1
-    # the unanswered call leaves its CDR (the proxy's own 503 has no to-tag: stored as '')
-    call_id = re.search(r"^Call-ID: (\S+)", result.messages, re.M).group(1)
-    rows = wait_for(lambda: db(f"SELECT sip_code, to_tag FROM missed_calls WHERE callid='{call_id}'"), timeout=10)
-    assert rows.split("\n")[0].split("\t")[0] == "503", rows
-    assert "cannot be null" not in host.run("journalctl -u opensips --since '-2min' --no-pager").stdout
     for uri in MEDIA.values():
         assert value(during, "opensips_media_server_up", destination=uri) == 0
     assert wait_for(lambda: value(scrape(client), "opensips_media_servers_active", set="1") == 0, timeout=15)
