@@ -230,6 +230,7 @@ def test_config_renders_the_interface_with_its_advertised_address(host):
     assert options["interface"] == f"pub/{RELAY_IP}!{ADVERTISED}"
     assert options["listen-ng"] == f"{RELAY_IP}:{NG_PORT}"
     assert (options["port-min"], options["port-max"]) == (str(PORT_MIN), str(PORT_MAX))
+    assert options["delete-delay"] == "30"  # the range was checked against it
     config = host.file(CONFIG)
     assert (config.user, config.group, config.mode) == ("root", "root", 0o644)
 
@@ -305,7 +306,9 @@ def test_exported_ng_rule_admits_only_the_proxies(host):
 # --- inventory changes and bad input --------------------------------------------------------
 
 def test_changed_port_range_restarts_the_daemon_then_converges(host):
-    narrower = json.dumps({"rtpengine_port_min": 32000, "rtpengine_port_max": 32099})
+    # 100 ports hold 4 x (10 + 0 x 30) = 40
+    narrower = json.dumps({"rtpengine_port_min": 32000, "rtpengine_port_max": 32099,
+                           "rtpengine_expected_concurrent_calls": 10, "rtpengine_expected_calls_per_second": 0})
     pid = main_pid(host)
     try:
         assert recap_changed(converge_relay(narrower).stdout) >= 1
@@ -330,6 +333,10 @@ def test_changed_port_range_restarts_the_daemon_then_converges(host):
      "rtpengine_port_min < rtpengine_port_max (got 40000-30000)"),
     ({"rtpengine_port_min": 80, "rtpengine_port_max": 1000}, "rtpengine_port_max (got 80-1000)"),
     ({"rtpengine_port_min": 30000, "rtpengine_port_max": 70000}, "rtpengine_port_max (got 30000-70000)"),
+    ({"rtpengine_expected_concurrent_calls": 101},
+     "(31000-31999, 1000 ports) cannot hold the expected calls: rtpengine_ports_per_call 4 x "
+     "(rtpengine_expected_concurrent_calls 101 + rtpengine_expected_calls_per_second 5 x rtpengine_delete_delay 30) "
+     "= 1004 ports"),
     ({"rtpengine_ng_address": "8.8.8.8"},
      "rtpengine_ng_address 8.8.8.8 is a public address: the ng protocol has no authentication, so it must be "
      "loopback, RFC 1918 or IPv6 ULA. Set rtpengine_ng_allow_public: true"),
@@ -338,7 +345,7 @@ def test_changed_port_range_restarts_the_daemon_then_converges(host):
     ({"rtpengine_interfaces": [{"name": "pub", "address": "not-an-address"}]},
      "'address': 'not-an-address'} needs a name of letters, digits"),
     ({"rtpengine_interfaces": [{"name": "pub"}]}, "missing required arguments: address found in rtpengine_interfaces"),
-], ids=["reversed-range", "privileged-range", "range-above-65535", "public-ng-address", "ng-hostname",
+], ids=["reversed-range", "privileged-range", "range-above-65535", "range-too-small-for-the-calls", "public-ng-address", "ng-hostname",
         "ng-port-inside-rtp-range", "bad-interface-address", "interface-without-address"])
 def test_bad_input_fails_before_any_change(host, overrides, message):
     before = host.file(CONFIG).sha256sum
