@@ -46,6 +46,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "molecule" / "resources"))
 
+sys.path.insert(0, str(ROOT / "tools"))
+
+import log_gate  # noqa: E402  (the tests' log gate: ERROR/CRITICAL lines beyond the allow-list)
 import sipkit  # noqa: E402  (the shared SIPp helpers of the tests)
 import testinfra  # noqa: E402
 
@@ -115,11 +118,87 @@ def versions(inventory: str, hosts: dict[str, str]) -> str:
     return "; ".join(parts)
 
 
+# --- what one load step cost and left behind ---------------------------------------------
+
+def container_cpu_ns(name: str) -> int | None:
+    """CPU nanoseconds a local container has used, from its cgroup (v1 cpuacct or v2 cpu.stat)."""
+    cid = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", name], capture_output=True, text=True,
+                         check=False).stdout.strip()
+    if not cid:
+        return None
+    for path in (f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage", f"/sys/fs/cgroup/cpu,cpuacct/docker/{cid}/cpuacct.usage"):
+        if Path(path).exists():
+            return int(Path(path).read_text())
+    for path in (f"/sys/fs/cgroup/docker/{cid}/cpu.stat", f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat"):
+        if Path(path).exists():
+            usage = re.search(r"^usage_usec (\d+)", Path(path).read_text(), re.M)
+            return int(usage.group(1)) * 1000 if usage else None
+    return None
+
+
+class Probe:
+    """Around one load step: CPU per component (the lab's containers' cgroups), the calls rtpengine
+    anchored (its own session totals) and the error lines of the proxy, relay and database (the tests'
+    log gate, allow-list context "bench")."""
+
+    def __init__(self, inventory: str, hosts: dict[str, str | None]):
+        self.hosts = {role: name for role, name in hosts.items() if name}
+        self.remotes = {role: remote(name, inventory) for role, name in self.hosts.items()}
+        self.allowlist = log_gate.load_allowlist(ROOT / "molecule" / "log-allowlist.yml")
+        self.since, self.cpu0, self.sessions0 = "", {}, None
+
+    def cpu(self) -> dict[str, int]:
+        found = {role: container_cpu_ns(name) for role, name in self.hosts.items()}
+        return {role: ns for role, ns in found.items() if ns is not None}
+
+    def relay_sessions(self) -> int | None:
+        """Sessions rtpengine has managed and finished (its totals count a call once it is deleted)."""
+        relay = self.remotes.get("relay")
+        if not relay:
+            return None
+        out = relay.run("rtpengine-ctl list totals").stdout
+        found = re.search(r"Total managed sessions\s*:\s*(\d+)", out)
+        return int(found.group(1)) if found else None
+
+    def relay_busy(self) -> int:
+        out = self.remotes["relay"].run("rtpengine-ctl list numsessions").stdout
+        return sum(int(n) for n in re.findall(r"Current sessions (?:own|foreign)\s*:\s*(\d+)", out))
+
+    def start(self) -> None:
+        self.since = self.remotes["proxy"].check_output("date -u '+%Y-%m-%d %H:%M:%S'").strip()
+        self.cpu0 = self.cpu()
+        self.sessions0 = self.relay_sessions()
+
+    def stop(self, calls: int, kind: str) -> dict:
+        cpu = self.cpu()
+        anchored = None
+        if kind == "call" and self.sessions0 is not None:
+            # a deleted call's session ends after rtpengine's delete-delay: wait for the relay to drain
+            deadline = time.monotonic() + 40
+            while self.relay_busy() and time.monotonic() < deadline:
+                time.sleep(1)
+            anchored = self.relay_sessions() - self.sessions0
+        lines = []
+        for role in ("proxy", "relay", "db"):
+            if role in self.remotes:
+                lines += [dict(line, host=self.hosts[role]) for line in log_gate.collect_from(self.remotes[role], self.since)]
+        _, refused = log_gate.judge(lines, self.allowlist, "bench")
+        return {"cpu_ms_per_call": {role: (cpu[role] - self.cpu0[role]) / 1e6 / max(calls, 1)
+                                    for role in cpu if role in self.cpu0},
+                "anchored": anchored, "errors": sum(refused.values()),
+                "error_kinds": [m for (_, _, m), _ in refused.most_common(3)]}
+
+
 # --- SIP load -----------------------------------------------------------------------
 
-def passed(result: sipkit.SippResult, calls: int) -> bool:
-    return (result.successful == calls and result.failed == 0
-            and result.retransmissions < MAX_RETRANS_RATIO * calls)
+def passed(result: sipkit.SippResult, calls: int, probe: dict | None = None) -> bool:
+    """An honest step: every call completed, retransmissions under 0.1 %, and (edge steps) no error
+    line in the logs and every call anchored by the relay."""
+    honest = (result.successful == calls and result.failed == 0
+              and result.retransmissions < MAX_RETRANS_RATIO * calls)
+    if probe:
+        honest = honest and probe["errors"] == 0 and probe["anchored"] in (None, calls)
+    return honest
 
 
 def highest_rate(label: str, run_at, start: int, ceiling: int, bisect_steps: int = 3):
@@ -152,15 +231,24 @@ def highest_rate(label: str, run_at, start: int, ceiling: int, bisect_steps: int
     return (best[0], best[1], False) if best else None
 
 
-def load(client, kind: str, target: str, accounts, callee_hold_ms: int, duration: int, rate: int):
+def load(client, kind: str, target: str, accounts, callee_hold_ms: int, duration: int, rate: int,
+         probe: Probe | None = None):
     calls = max(1, rate * duration)
     scenario = "register_auth" if kind == "register" else "uac_call"
+    if probe:
+        probe.start()
     result = sipkit.run_sipp(client, scenario, target, accounts=accounts, calls=calls, rate=rate,
                              hold_ms=0 if kind == "register" else callee_hold_ms,
                              timeout_s=duration * 4 + 60, recv_timeout_ms=5000,
                              extra=["-l", str(max(100, rate * 10))])
     time.sleep(3)  # let the proxy's timers and the media servers settle between runs
-    return passed(result, calls), result
+    measured = probe.stop(calls, kind) if probe else None
+    result.probe = measured
+    if measured:
+        cpu = ", ".join(f"{role} {ms:.2f}" for role, ms in sorted(measured["cpu_ms_per_call"].items()))
+        log(f"  CPU ms per call: {cpu}; anchored {measured['anchored']}/{calls}; "
+            f"error lines {measured['errors']} {measured['error_kinds']}")
+    return passed(result, calls, measured), result
 
 
 def relay_config(proxy_ip: str, media: list[str], registrar: str, workers: int, mpath: str) -> str:
@@ -322,6 +410,34 @@ def ratio(a, b) -> str:
     return f"{a / b:.2f}" if a and b else "n/a"
 
 
+def cpu_table(sip: dict) -> list[str]:
+    """CPU milliseconds per call (or REGISTER) of each component at each best rate, from the lab's
+    container cgroups, with the relay's anchored-call count and the error lines of that step."""
+    measured = {k: v[1].probe for k, v in sip.items() if v and getattr(v[1], "probe", None)}
+    if not measured:
+        return []
+    roles = sorted({r for m in measured.values() for r in m["cpu_ms_per_call"]},
+                   key=lambda r: ["proxy", "relay", "db", "client"].index(r) if r in ("proxy", "relay", "db", "client") else 9)
+    rows = ["", "CPU milliseconds per call (per REGISTER) at the best rate, from each container's cgroup:", "",
+            "| Step | Rate | " + " | ".join(roles) + " | all | anchored | error lines |",
+            "|---|---|" + "---|" * (len(roles) + 3)]
+    for key, m in measured.items():
+        cpu = m["cpu_ms_per_call"]
+        calls = sip[key][1].created
+        anchored = "n/a" if m["anchored"] is None else f"{m['anchored']}/{calls}"
+        rows.append(f"| {key.replace('_', ' ')} | {sip[key][0]}/s | "
+                    + " | ".join(f"{cpu[r]:.2f}" if r in cpu else "-" for r in roles)
+                    + f" | {sum(cpu.values()):.2f} | {anchored} | {m['errors']} |")
+    edge, base = measured.get("call"), measured.get("call_baseline")
+    if edge and "proxy" in edge["cpu_ms_per_call"]:
+        per_call = edge["cpu_ms_per_call"]["proxy"]
+        rows += ["", f"- One dedicated core (1000 ms/s) carries about {1000 / per_call:.0f} calls/s of OpenSIPS "
+                     f"work at {per_call:.2f} ms per call"
+                 + (f" (the bare relay: {base['cpu_ms_per_call'].get('proxy', 0):.2f} ms)" if base else "")
+                 + "; the whole edge on this box shares its cores with everything in the table."]
+    return rows
+
+
 def report(meta: dict, sip: dict, deploy: dict | None, notes: list[str]) -> str:
     rows = [f"## SIP edge benchmark, {meta['date']}", "",
             f"- Machine: {meta['machine']} (every container and SIPp on this one box)",
@@ -338,6 +454,7 @@ def report(meta: dict, sip: dict, deploy: dict | None, notes: list[str]) -> str:
                     f"{ratio(edge and edge[0], base and base[0])} |")
         rows.append(f"| {unit} p50 / p99 (ms) at that rate | {fmt_times(edge)} | "
                     f"{fmt_times(base) if f'{kind}_baseline' in sip else 'not run'} | |")
+    rows += cpu_table(sip)
     if deploy:
         rows += ["", "| Deploy (lab) | Seconds |", "|---|---|",
                  f"| site.yml, first run on fresh containers | {deploy['site_first']:.0f} |",
@@ -398,13 +515,20 @@ def main() -> int:
         client = remote(hosts["client"], inventory)
         target = f"{info['listen']}:5060"
 
-        def search(kind: str, tgt: str, label: str):
-            start = args.register_start if kind == "register" else args.call_start
-            return highest_rate(label, lambda r: load(client, kind, tgt, accounts, args.hold_ms, args.duration, r),
-                                start, args.ceiling)
+        media_hosts = g["media_servers"][:2]
+        components = {"proxy": hosts["proxy"], "relay": hosts["relay"], "db": hosts["db"],
+                      "client": hosts["client"], **{f"media{i + 1}": h for i, h in enumerate(media_hosts)}}
+        edge_probe = Probe(inventory, components)
+        # the bare relay touches neither the relay nor the database: only CPU and the proxy's log
+        relay_probe = Probe(inventory, {**components, "relay": None, "db": None})
 
-        sip["register"] = search("register", target, "edge REGISTER")
-        sip["call"] = search("call", target, "edge calls")
+        def search(kind: str, tgt: str, label: str, probe: Probe):
+            start = args.register_start if kind == "register" else args.call_start
+            return highest_rate(label, lambda r: load(client, kind, tgt, accounts, args.hold_ms, args.duration, r,
+                                                      probe), start, args.ceiling)
+
+        sip["register"] = search("register", target, "edge REGISTER", edge_probe)
+        sip["call"] = search("call", target, "edge calls", edge_probe)
         if args.no_baseline:
             notes.append("baseline not run (--no-baseline)")
         else:
@@ -413,8 +537,8 @@ def main() -> int:
             try:
                 with Baseline(remote(hosts["proxy"], inventory), remote(hosts["fs"], inventory), proxy_ip, fs_ip,
                               client_ip, media, accounts) as relay:
-                    sip["register_baseline"] = search("register", relay, "relay REGISTER")
-                    sip["call_baseline"] = search("call", relay, "relay calls")
+                    sip["register_baseline"] = search("register", relay, "relay REGISTER", relay_probe)
+                    sip["call_baseline"] = search("call", relay, "relay calls", relay_probe)
             except RuntimeError as err:
                 notes.append(f"SKIPPED: baseline: {err}")
                 print(notes[-1], flush=True)
