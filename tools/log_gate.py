@@ -19,7 +19,7 @@ Two steps, one file (the first runs on each host, the second on the controller):
 
 The allow-list (molecule/log-allowlist.yml) is short on purpose. Each entry:
 
-    - pattern: <regular expression, searched in the message>
+    - pattern: <regular expression searched in the message, or a list of them>
       contexts: [<scenario or bench step>, ...]   # where it may appear
       test: <the test that provokes it>
       why: <why the line is expected there>
@@ -116,7 +116,8 @@ def load_allowlist(path: Path) -> list[dict]:
         missing = {"pattern", "contexts", "test", "why"} - set(entry)
         if missing:
             raise SystemExit(f"{path}: entry {i + 1} lacks {sorted(missing)}")
-        entry["regex"] = re.compile(entry["pattern"])
+        patterns = entry["pattern"] if isinstance(entry["pattern"], list) else [entry["pattern"]]
+        entry["regex"] = re.compile("|".join(f"(?:{p})" for p in patterns))
     return entries
 
 
