@@ -61,13 +61,16 @@ class ImageOracle:
         try:
             body = json.dumps({"jsonrpc": "2.0", "method": mi_method, "params": params or {"full": 1}, "id": 1})
             deadline = time.monotonic() + timeout
+            reply = None
             while time.monotonic() < deadline:
                 run = _docker("exec", name, "curl", "-s", "-m", "3", "-H", "Content-Type: application/json",
                               "-d", body, "http://127.0.0.1:8888/mi")
                 if run.returncode == 0 and run.stdout.strip():
-                    return json.loads(run.stdout), _docker("logs", name).stderr
+                    reply = json.loads(run.stdout)
+                    if "error" not in reply:  # an error may only mean: still starting (a loaded box)
+                        return reply, _docker("logs", name).stderr
                 time.sleep(0.5)
-            return None, _docker("logs", name).stderr
+            return reply, _docker("logs", name).stderr
         finally:
             _docker("rm", "-f", name)
 
