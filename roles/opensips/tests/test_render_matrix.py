@@ -281,6 +281,11 @@ BAD_INPUT = {
                                     "opensips_usrloc_working_mode": "single-instance-no-db",
                                     "opensips_dialog_db_mode": "delayed"}, "needs opensips_db_enabled"),
     "load-algorithm-removed": ({"opensips_dispatcher_algorithm": "load"}, "opensips_dispatcher_algorithm must be one of"),
+    # no relay exported its socket (e.g. --limit without the relays): no guess at 127.0.0.1
+    "rtpengine-without-socket": ({"opensips_media_relay": "rtpengine", "opensips_rtpengine_socket": ""},
+                                 "opensips_rtpengine_socket is empty: with opensips_media_relay rtpengine"),
+    "rtpproxy-socket-not-a-socket": ({"opensips_media_relay": "rtpproxy", "opensips_rtpproxy_socket": "relay1:7722"},
+                                     "opensips_rtpproxy_socket is relay1:7722"),
 }
 
 
