@@ -81,7 +81,8 @@ def _containers(since: str | None):
     names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
                            capture_output=True, text=True, check=False).stdout.split()
     for name in names:
-        argv = ["docker", "logs", name] + (["--since", since] if since else [])
+        # docker reads RFC 3339 ("2026-12-01T03:04:05"), journalctl the same with a space
+        argv = ["docker", "logs", name] + (["--since", since.replace(" ", "T")] if since else [])
         run = subprocess.run(argv, capture_output=True, text=True, check=False)
         for message in (run.stdout + run.stderr).splitlines():
             yield f"docker:{name}", None, message
