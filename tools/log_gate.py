@@ -98,12 +98,12 @@ def collect(since: str | None) -> int:
 # --- on the controller ---------------------------------------------------------------------
 
 def collect_from(host, since: str | None = None) -> list[dict]:
-    """Run ``collect`` on a testinfra ``host`` (this file is copied over as it is)."""
-    import base64  # noqa: PLC0415 - controller side only
+    """Run ``collect`` on a testinfra ``host``: this file is copied over once, by the tests' own
+    helper for the toolkit's standard-library scripts."""
+    from opensips_checks import push_script  # noqa: PLC0415 - controller side only (molecule/resources)
 
-    payload = base64.b64encode(Path(__file__).read_bytes()).decode()
     argv = "collect" + (f" --since '{since}'" if since else "")
-    run = host.run(f"echo {payload} | base64 -d > /tmp/sipedge-log-gate.py && python3 /tmp/sipedge-log-gate.py {argv}")
+    run = host.run(f"python3 {push_script(host, Path(__file__))} {argv}")
     if run.rc != 0:
         raise RuntimeError(f"log gate: collect failed (rc {run.rc}): {run.stderr[-1000:]}")
     return [json.loads(x) for x in run.stdout.splitlines() if x.strip()]
@@ -134,21 +134,19 @@ def read_lines(files: list[Path]) -> list[dict]:
 
 
 def judge(lines: list[dict], allowlist: list[dict], context: str) -> tuple[Counter, Counter]:
-    """(allowed per entry test, refused per (host, source, folded message))."""
+    """(allowed per entry test, refused per (host, source, first line of each folded kind))."""
     allowed: Counter = Counter()
     refused: Counter = Counter()
-    examples: dict = {}
+    first: dict = {}  # folded message -> the first line seen of that kind, which the report shows
     for line in lines:
         entry = next((e for e in allowlist
                       if context in e["contexts"] and e["regex"].search(line["message"])), None)
         if entry:
             allowed[entry["test"]] += 1
             continue
-        key = (line["host"], line["source"], VOLATILE.sub("#", line["message"]))
-        refused[key] += 1
-        examples.setdefault(key, line["message"])
-    refused_with_example = Counter({(h, s, examples[(h, s, f)]): n for (h, s, f), n in refused.items()})
-    return allowed, refused_with_example
+        example = first.setdefault((line["host"], line["source"], VOLATILE.sub("#", line["message"])), line["message"])
+        refused[(line["host"], line["source"], example)] += 1
+    return allowed, refused
 
 
 def report(context: str, allowed: Counter, refused: Counter) -> str:

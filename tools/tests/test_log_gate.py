@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,7 @@ def line(message, host="stack-proxy", source="opensips"):
 
 def test_a_line_is_allowed_only_in_the_contexts_its_entry_names():
     allowlist = [{"pattern": "Unable to parse msg", "contexts": ["full-stack"], "test": "t::corpus",
-                  "why": "corpus", "regex": __import__("re").compile("Unable to parse msg")}]
+                  "why": "corpus", "regex": re.compile("Unable to parse msg")}]
     lines = [line("ERROR:core:receive_msg: Unable to parse msg received from [10.0.0.1:5060]")] * 3
     allowed, refused = log_gate.judge(lines, allowlist, "full-stack")
     assert (allowed, refused) == ({"t::corpus": 3}, {})
@@ -92,7 +94,7 @@ def test_collect_reads_a_real_journal():
         for _ in range(30):
             if sh("systemctl is-system-running --wait 2>/dev/null; test -S /run/systemd/journal/socket").returncode == 0:
                 break
-            __import__("time").sleep(1)
+            time.sleep(1)
         sh("systemd-run --unit=opensips -p Type=oneshot sh -c "
            "'echo \"<3>ERROR:acc:acc_db_request: failed to insert into acc table\"; "
            "echo \"<5>NOTICE:core:main: ready\"'")
@@ -103,7 +105,7 @@ def test_collect_reads_a_real_journal():
             out = sh("python3 /tmp/log_gate.py collect").stdout
             if out.strip():
                 break
-            __import__("time").sleep(1)
+            time.sleep(1)
         lines = [json.loads(x) for x in out.splitlines()]
         assert [(x["source"], x["message"]) for x in lines] == \
             [("opensips", "ERROR:acc:acc_db_request: failed to insert into acc table")], out
