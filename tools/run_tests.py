@@ -11,16 +11,25 @@ A scenario that needs OpenSIPS declares it in `molecule/<name>/requires.yml`:
 When the source it needs cannot be found it is reported as
 `SKIPPED: <reason>` and counted as skipped, never as passed.
 
+Lint, the unit tests and the scenarios run as jobs, two at a time by default
+(`--jobs`, or `SIPEDGE_TEST_JOBS`): each scenario has its own network and
+container names, so they do not meet. The longest run first. A job's output
+goes to `build/logs/<job>.log` and is printed whole when the job ends, so
+the log of one job is never interleaved with another's.
+
 The last line is the summary; the exit status is non-zero on any failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +39,19 @@ import opensips_source
 
 ROOT = Path(__file__).resolve().parent.parent
 MOLECULE = ROOT / "molecule"
+LOGS = ROOT / "build" / "logs"
+DURATIONS = ROOT / "build" / "test-durations.json"
+# How long each job took on the 2-core reference machine (seconds). Only the
+# order depends on it: the longest start first, so the lanes end together.
+# A run on this machine replaces these with its own (build/test-durations.json).
+EXPECTED_SECONDS = {
+    "yamllint": 10, "ansible-lint": 90, "pytest (unit)": 350,
+    "molecule full-stack": 750, "molecule opensips-db": 590, "molecule rolling-upgrade": 530,
+    "molecule freeswitch-acl": 410, "molecule opensips-docker": 400, "molecule opensips-package": 320,
+    "molecule edge-tls-firewall": 260, "molecule media-relay": 250, "molecule rtpproxy": 180,
+    "molecule sip-kit": 140,
+}
+_print_lock = threading.Lock()
 
 
 @dataclass
@@ -40,15 +62,73 @@ class Outcome:
     reason: str = ""
 
 
+@dataclass
+class Job:
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    skip: str = ""  # why it cannot run; empty when it can
+
+
 def banner(text: str) -> None:
     print(f"\n==== {text} ====", flush=True)
 
 
-def run(name: str, argv: list[str], env: dict[str, str] | None = None) -> Outcome:
-    banner(name)
+def say(text: str) -> None:
+    with _print_lock:
+        print(text, flush=True)
+
+
+def log_path(name: str) -> Path:
+    return LOGS / (name.replace(" ", "-").replace("(", "").replace(")", "") + ".log")
+
+
+def run(job: Job) -> Outcome:
+    if job.skip:
+        with _print_lock:
+            banner(job.name)
+            print(f"SKIPPED: {job.skip}", flush=True)
+        return Outcome(job.name, "skipped", reason=job.skip)
+    path = log_path(job.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    say(f"[{time.strftime('%H:%M:%S')}] started  {job.name} (log: {os.path.relpath(path, ROOT)})")
     start = time.monotonic()
-    rc = subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode
-    return Outcome(name, "passed" if rc == 0 else "failed", time.monotonic() - start, "" if rc == 0 else f"exit {rc}")
+    with path.open("w") as out:
+        rc = subprocess.run(job.argv, cwd=ROOT, env=job.env, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, check=False).returncode
+    outcome = Outcome(job.name, "passed" if rc == 0 else "failed", time.monotonic() - start,
+                      "" if rc == 0 else f"exit {rc}")
+    with _print_lock:
+        banner(f"{job.name}: {outcome.status} in {outcome.seconds:.0f}s")
+        sys.stdout.write(path.read_text(errors="replace"))
+        print(f"==== end of {job.name} ====", flush=True)
+    return outcome
+
+
+def expected_seconds() -> dict[str, float]:
+    known = dict(EXPECTED_SECONDS)
+    try:
+        known.update(json.loads(DURATIONS.read_text()))
+    except (OSError, ValueError):
+        pass
+    return known
+
+
+def run_jobs(jobs: list[Job], lanes: int) -> list[Outcome]:
+    """Run ``jobs`` ``lanes`` at a time, longest first; outcomes in the jobs' own order."""
+    weight = expected_seconds()
+    order = sorted(range(len(jobs)), key=lambda i: -weight.get(jobs[i].name, 300))
+    results: dict[int, Outcome] = {}
+    with ThreadPoolExecutor(max_workers=max(1, lanes)) as pool:
+        futures = {i: pool.submit(run, jobs[i]) for i in order}
+        for i, fut in futures.items():
+            results[i] = fut.result()
+    outcomes = [results[i] for i in range(len(jobs))]
+    durations = expected_seconds()
+    durations.update({o.name: round(o.seconds) for o in outcomes if o.status != "skipped"})
+    DURATIONS.parent.mkdir(parents=True, exist_ok=True)
+    DURATIONS.write_text(json.dumps(durations, indent=1, sort_keys=True) + "\n")
+    return outcomes
 
 
 def scenarios() -> list[str]:
@@ -81,28 +161,10 @@ def missing(needs: list[str], src: opensips_source.Source) -> str:
     return ""
 
 
-def run_scenarios(selected: list[str]) -> list[Outcome]:
-    src = opensips_source.discover(os.environ.get("OPENSIPS_VERSION", opensips_source.DEFAULT_VERSION))
-    server = None
-    if src.apt_dir:
-        server, src.apt_url = opensips_source.serve_directory(src.apt_dir)
-        src.notes.append(f"serving {src.apt_dir} to containers at {src.apt_url}")
-    print(opensips_source.describe(src), flush=True)
+def scenario_jobs(selected: list[str], src: opensips_source.Source) -> list[Job]:
     env = {**os.environ, **src.environment()}
-    outcomes = []
-    try:
-        for name in selected:
-            reason = missing(requirements(name), src)
-            if reason:
-                banner(f"molecule {name}")
-                print(f"SKIPPED: {reason}", flush=True)
-                outcomes.append(Outcome(f"molecule {name}", "skipped", reason=reason))
-                continue
-            outcomes.append(run(f"molecule {name}", ["molecule", "test", "-s", name], env))
-    finally:
-        if server:
-            server.shutdown()
-    return outcomes
+    return [Job(f"molecule {name}", ["molecule", "test", "-s", name], env, skip=missing(requirements(name), src))
+            for name in selected]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,21 +172,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", action="append", choices=["lint", "unit", "molecule"],
                         help="run only these stages (default: all)")
     parser.add_argument("--scenario", action="append", help="run only these Molecule scenarios")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("SIPEDGE_TEST_JOBS", "2")),
+                        help="how many jobs run at once (default 2, or SIPEDGE_TEST_JOBS)")
     args = parser.parse_args(argv)
     stages = args.stage or ["lint", "unit", "molecule"]
 
-    outcomes: list[Outcome] = []
+    jobs: list[Job] = []
     if "lint" in stages:
-        outcomes.append(run("yamllint", ["yamllint", "--strict", "."]))
-        outcomes.append(run("ansible-lint", ["ansible-lint"]))
+        jobs.append(Job("yamllint", ["yamllint", "--strict", "."]))
+        jobs.append(Job("ansible-lint", ["ansible-lint"]))
     if "unit" in stages:
-        outcomes.append(run("pytest (unit)", ["pytest"]))
+        jobs.append(Job("pytest (unit)", ["pytest"]))
+    server = None
     if "molecule" in stages:
         known = scenarios()
         unknown = sorted(set(args.scenario or []) - set(known))
         if unknown:
             parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")
-        outcomes += run_scenarios(args.scenario or known)
+        src = opensips_source.discover(os.environ.get("OPENSIPS_VERSION", opensips_source.DEFAULT_VERSION))
+        if src.apt_dir:
+            server, src.apt_url = opensips_source.serve_directory(src.apt_dir)
+            src.notes.append(f"serving {src.apt_dir} to containers at {src.apt_url}")
+        print(opensips_source.describe(src), flush=True)
+        jobs += scenario_jobs(args.scenario or known, src)
+    print(f"running {len(jobs)} jobs, {args.jobs} at a time", flush=True)
+    try:
+        outcomes = run_jobs(jobs, args.jobs)
+    finally:
+        if server:
+            server.shutdown()
 
     banner("results")
     for o in outcomes:

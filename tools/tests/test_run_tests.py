@@ -1,6 +1,10 @@
-"""Scenario requirements: a missing source is a SKIPPED reason, a present one is not."""
+"""The test runner: a missing source is a SKIPPED reason, and jobs run side by side."""
 
 from __future__ import annotations
+
+import json
+import sys
+import time
 
 import opensips_source
 import run_tests
@@ -21,3 +25,41 @@ def test_image_requirement_names_the_image_and_the_variable(monkeypatch):
 
 def test_package_requirement_without_a_source_is_a_reason():
     assert "no OpenSIPS package source" in run_tests.missing(["opensips-package"], opensips_source.Source("3.6"))
+
+
+def _sleeper(name: str, seconds: float, rc: int = 0) -> run_tests.Job:
+    code = f"import time, sys; print('{name} ran'); time.sleep({seconds}); sys.exit({rc})"
+    return run_tests.Job(name, [sys.executable, "-c", code])
+
+
+def test_jobs_run_side_by_side_and_report_in_their_own_order(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_tests, "LOGS", tmp_path / "logs")
+    monkeypatch.setattr(run_tests, "DURATIONS", tmp_path / "durations.json")
+    jobs = [_sleeper("a", 1.5), _sleeper("b", 1.5, rc=3), run_tests.Job("c", ["false"], skip="no source"),
+            _sleeper("d", 1.5)]
+    start = time.monotonic()
+    outcomes = run_tests.run_jobs(jobs, lanes=3)
+    elapsed = time.monotonic() - start
+    assert [o.name for o in outcomes] == ["a", "b", "c", "d"]
+    assert [o.status for o in outcomes] == ["passed", "failed", "skipped", "passed"]
+    assert outcomes[1].reason == "exit 3"
+    assert outcomes[2].reason == "no source"
+    assert elapsed < 4, f"three 1.5 s jobs on three lanes took {elapsed:.1f}s: they did not run side by side"
+    out = capsys.readouterr().out
+    # each job's output is printed whole, between its own banner and end line
+    for name in ("a", "b", "d"):
+        block = out.split(f"==== {name}: ")[1].split(f"==== end of {name} ====")[0]
+        assert f"{name} ran" in block
+    assert "SKIPPED: no source" in out
+    assert (tmp_path / "logs" / "a.log").read_text() == "a ran\n"
+    recorded = json.loads((tmp_path / "durations.json").read_text())
+    assert recorded["a"] >= 1 and "c" not in recorded
+
+
+def test_longest_job_starts_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_tests, "LOGS", tmp_path / "logs")
+    monkeypatch.setattr(run_tests, "DURATIONS", tmp_path / "durations.json")
+    (tmp_path / "durations.json").write_text(json.dumps({"short": 1, "long": 100}))
+    run_tests.run_jobs([_sleeper("short", 0), _sleeper("long", 0)], lanes=1)
+    out = capsys.readouterr().out
+    assert out.index("started  long") < out.index("started  short")
