@@ -29,7 +29,8 @@ FILES = {
 # The modules a render runs, all on this machine: files (template is copy/stat/file), the
 # listing, and sip_tls's checks of the vault's certificate and key. No setup (facts).
 LOCAL_MODULES = {"file", "copy", "stat", "find", "x509_certificate_info", "openssl_privatekey_info"}
-# Not rendered output, written by Python or pytest themselves.
+# Not rendered output, written by Python or pytest themselves (and make test's logs,
+# build/logs, written by the scenarios that run beside the unit tests).
 NOT_OURS = {".git", ".venv", ".pytest_cache", "__pycache__", ".ansible", ".cache"}
 
 
@@ -58,8 +59,10 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under root (but the tooling's own caches): path -> (size, mtime)."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in NOT_OURS]
+        dirnames[:] = [d for d in dirnames if d not in NOT_OURS and Path(dirpath, d) != ROOT / "build" / "logs"]
         for name in filenames:
+            if Path(dirpath, name) == ROOT / "build" / "test-durations.json":
+                continue  # make test's own record, written while scenarios run beside the unit tests
             if not name.endswith(".pyc"):
                 st = (Path(dirpath) / name).stat()
                 out[str(Path(dirpath, name).relative_to(root))] = (st.st_size, st.st_mtime_ns)
