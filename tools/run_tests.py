@@ -124,10 +124,9 @@ def run_jobs(jobs: list[Job], lanes: int) -> list[Outcome]:
         for i, fut in futures.items():
             results[i] = fut.result()
     outcomes = [results[i] for i in range(len(jobs))]
-    durations = expected_seconds()
-    durations.update({o.name: round(o.seconds) for o in outcomes if o.status != "skipped"})
+    weight.update({o.name: round(o.seconds) for o in outcomes if o.status != "skipped"})
     DURATIONS.parent.mkdir(parents=True, exist_ok=True)
-    DURATIONS.write_text(json.dumps(durations, indent=1, sort_keys=True) + "\n")
+    DURATIONS.write_text(json.dumps(weight, indent=1, sort_keys=True) + "\n")
     return outcomes
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import run_tests
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "render.yml"
 VAULT = ROOT / "inventories" / "DEMO-vault-password.txt"
@@ -29,8 +31,9 @@ FILES = {
 # The modules a render runs, all on this machine: files (template is copy/stat/file), the
 # listing, and sip_tls's checks of the vault's certificate and key. No setup (facts).
 LOCAL_MODULES = {"file", "copy", "stat", "find", "x509_certificate_info", "openssl_privatekey_info"}
-# Not rendered output, written by Python or pytest themselves (and make test's logs,
-# build/logs, written by the scenarios that run beside the unit tests).
+# Not rendered output, written by Python or pytest themselves. make test's own logs and
+# durations (run_tests.LOGS, run_tests.DURATIONS), written by the scenarios that run beside
+# the unit tests, are left out by path.
 NOT_OURS = {".git", ".venv", ".pytest_cache", "__pycache__", ".ansible", ".cache"}
 
 
@@ -59,11 +62,9 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under root (but the tooling's own caches): path -> (size, mtime)."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in NOT_OURS and Path(dirpath, d) != ROOT / "build" / "logs"]
+        dirnames[:] = [d for d in dirnames if d not in NOT_OURS and Path(dirpath, d) != run_tests.LOGS]
         for name in filenames:
-            if Path(dirpath, name) == ROOT / "build" / "test-durations.json":
-                continue  # make test's own record, written while scenarios run beside the unit tests
-            if not name.endswith(".pyc"):
+            if not name.endswith(".pyc") and Path(dirpath, name) != run_tests.DURATIONS:
                 st = (Path(dirpath) / name).stat()
                 out[str(Path(dirpath, name).relative_to(root))] = (st.st_size, st.st_mtime_ns)
     return out
