@@ -14,6 +14,18 @@ def sip_uri_host(uri: str) -> str:
     return match.group("host").strip("[]") if match else ""
 
 
+def sip_parent_dirs(paths) -> list[str]:
+    """Every parent directory of relative paths, parents first: ['a/b/c', 'd'] -> ['a', 'a/b']."""
+    dirs: list[str] = []
+    for path in paths:
+        parts = str(path).split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            parent = "/".join(parts[:depth])
+            if parent and parent not in dirs:
+                dirs.append(parent)
+    return dirs
+
+
 def is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -215,6 +227,7 @@ class FilterModule:
     def filters(self):
         return {
             "sip_uri_host": sip_uri_host,
+            "sip_parent_dirs": sip_parent_dirs,
             "sip_uri_port": sip_uri_port,
             "sip_uri_transport": sip_uri_transport,
             "opensips_trusted": opensips_trusted,

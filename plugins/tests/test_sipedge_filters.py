@@ -151,3 +151,8 @@ def test_unanswered_dialogs_count_unless_only_the_pending_ones_are_asked_for():
     assert f.opensips_dialogs_towards(DIALOGS, ["10.210.0.41"], []) == 1        # d.4
     assert f.opensips_dialogs_towards(DIALOGS, ["10.210.0.42"], []) == 1        # c.3
 
+
+
+def test_parent_dirs_lists_each_parent_once_parents_first():
+    assert f.sip_parent_dirs(["opensips.cfg", "dbtext/version", "dbtext/address", "a/b/c.conf"]) == ["dbtext", "a", "a/b"]
+    assert f.sip_parent_dirs([]) == []

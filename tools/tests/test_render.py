@@ -183,6 +183,32 @@ def test_a_second_render_is_byte_identical(rendered, tmp_path):
     assert files_under(tmp_path / "again") == files_under(rendered["out"])
 
 
+PROXY_FILES = FILES["sip_proxies"] - {"sipedge.nft"}  # the firewall is a layer of its own
+
+
+@pytest.mark.parametrize("how", ["proxies.yml", "upgrade.yml", "--limit"])
+def test_the_proxies_files_are_the_same_whichever_playbook_deploys_them(rendered, tmp_path, how):
+    """proxies.yml alone, the proxy step of upgrade.yml and site.yml --limit one proxy (with the
+    relays its socket comes from) write byte for byte what site.yml writes."""
+    proxy = sorted(inventory(rendered["env"])["sip_proxies"])[0]
+    extra = ["--limit", f"{proxy}:media_relays"] if how == "--limit" else ["-e", f"sip_render_playbook={how}"]
+    run = ansible_render(rendered["env"], tmp_path / "r", *extra)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    for host in inventory(rendered["env"])["sip_proxies"] if how != "--limit" else [proxy]:
+        files = {k: v for k, v in files_under(tmp_path / "r" / host).items() if k in PROXY_FILES}
+        assert set(files) == PROXY_FILES, host
+        assert files == {k: v for k, v in files_under(rendered["out"] / host).items() if k in PROXY_FILES}, host
+
+
+def test_a_proxy_without_its_relay_fails_naming_the_socket(tmp_path):
+    """--limit one proxy without the relays: no socket to read, and no guess (127.0.0.1)."""
+    proxy = sorted(inventory("staging")["sip_proxies"])[0]
+    run = ansible_render("staging", tmp_path / "r", "--limit", proxy)
+    assert run.returncode != 0
+    assert "opensips_rtpengine_socket" in run.stdout + run.stderr
+    assert not (tmp_path / "r" / proxy / "opensips.cfg").exists()
+
+
 @pytest.mark.parametrize("bad, variable, failing_group", [
     (["-e", "opensips_dispatcher_algorithm=nonsense"], "opensips_dispatcher_algorithm", "sip_proxies"),
     (["-e", "rtpengine_port_min=40000", "-e", "rtpengine_port_max=30000"], "rtpengine_port_min", "media_relays"),
