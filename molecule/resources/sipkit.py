@@ -3,7 +3,7 @@
 The helpers only run SIPp and parse its own statistics files; they never judge
 the outcome. Tests assert on the returned :class:`SippResult`.
 
-SIPp's scenarios live in ``files/sipp`` and are installed by the ``sipp`` role
+SIPp's scenarios live in ``roles/sipp/files`` and are installed by the ``sipp`` role
 to :data:`SCENARIO_DIR` on every host that runs them.
 """
 

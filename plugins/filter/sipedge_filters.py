@@ -26,12 +26,84 @@ def sip_parent_dirs(paths) -> list[str]:
     return dirs
 
 
-def is_ip(value: str) -> bool:
+# Internal addresses: loopback, RFC 1918 and unique local IPv6 (RFC 4193).
+INTERNAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7",
+))
+
+
+def _address(value):
     try:
-        ipaddress.ip_address(value)
+        return ipaddress.ip_address(str(value).strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def is_ip(value) -> bool:
+    """Is ``value`` an IPv4 or IPv6 address literal (no brackets; not a name, not a network)?"""
+    try:
+        ipaddress.ip_address(str(value).strip())
     except ValueError:
         return False
     return True
+
+
+def is_internal(value) -> bool:
+    """Is ``value`` a loopback, RFC 1918 or ULA address? False for a public address or a non-address."""
+    ip = _address(value)
+    if ip is None:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in INTERNAL_NETWORKS)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value]
+    return list(value)
+
+
+def sip_host_address_entries(hosts, hostvars, ipv6=True) -> dict:
+    """{entries: [{address, host, source}], errors: [..]}: the addresses of ``hosts``.
+
+    The one place that decides a host's address for the others: its explicit
+    ``sip_internal_address`` (one address or a list) wins; otherwise its facts
+    default_ipv4.address and (``ipv6``) default_ipv6.address.
+    """
+    entries, errors = [], []
+    for host in _as_list(hosts):
+        hv = hostvars[host]
+        explicit = hv.get("sip_internal_address")
+        if explicit not in (None, "", []):
+            addresses, source = _as_list(explicit), "sip_internal_address"
+        else:
+            facts = hv.get("ansible_facts") or {}
+            addresses = [(facts.get("default_ipv4") or {}).get("address")]
+            if ipv6:
+                addresses.append((facts.get("default_ipv6") or {}).get("address"))
+            addresses, source = [a for a in addresses if a], "facts"
+            if not addresses:
+                errors.append(f"{host}: no default_ipv4/default_ipv6 facts; set sip_internal_address for it")
+                continue
+        for address in addresses:
+            ip = _address(address)
+            if ip is None:
+                errors.append(f"{host}: {source} {address!r} is not an IPv4/IPv6 address")
+                continue
+            entries.append({"address": str(ip), "host": host, "source": source})
+    return {"entries": entries, "errors": errors}
+
+
+def sip_host_addresses(hosts, hostvars, ipv6=True) -> list[str]:
+    """The addresses of ``hosts`` (sip_internal_address, else facts), each once, in order."""
+    out: list[str] = []
+    for entry in sip_host_address_entries(hosts, hostvars, ipv6)["entries"]:
+        if entry["address"] not in out:
+            out.append(entry["address"])
+    return out
 
 
 def opensips_socket_rules(sockets) -> list[dict]:
@@ -228,6 +300,10 @@ class FilterModule:
         return {
             "sip_uri_host": sip_uri_host,
             "sip_parent_dirs": sip_parent_dirs,
+            "sip_is_ip": is_ip,
+            "sip_is_internal": is_internal,
+            "sip_host_address_entries": sip_host_address_entries,
+            "sip_host_addresses": sip_host_addresses,
             "sip_uri_port": sip_uri_port,
             "sip_uri_transport": sip_uri_transport,
             "opensips_trusted": opensips_trusted,

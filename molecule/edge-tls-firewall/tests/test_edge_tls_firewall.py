@@ -113,7 +113,7 @@ def test_a_certificate_expiring_soon_fails_and_changes_nothing(host, tmp_path):
 
 
 def run_phone(client, transport, port, user):
-    """sipkit-phone (files/sipp): a REGISTER over TLS or WSS, as a TLS or WebRTC phone sends it."""
+    """sipkit-phone (roles/sipp/files): a REGISTER over TLS or WSS, as a TLS or WebRTC phone sends it."""
     return client.run(f"sipkit-phone --transport {transport} --proxy {PROXY} --port {port} --ca {CA} "
                       f"--user {user} --domain tls.sipedge.test")
 

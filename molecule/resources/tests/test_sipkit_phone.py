@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-PHONE = Path(__file__).resolve().parents[3] / "files" / "sipp" / "sipkit-phone.py"
+PHONE = Path(__file__).resolve().parents[3] / "roles" / "sipp" / "files" / "sipkit-phone.py"
 spec = importlib.util.spec_from_file_location("sipkit_phone", PHONE)
 phone = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(phone)

@@ -1,4 +1,4 @@
-"""Filters of the freeswitch_acl role: addresses to ACL entries, safe XML comments,
+"""Filters of the freeswitch_acl role (plugins/filter, beside the shared ones): addresses to ACL entries, safe XML comments,
 and reading an existing acl.conf.xml / sofia profile (Python's ipaddress and
 xml.etree only, nothing to install on the controller)."""
 
@@ -72,36 +72,16 @@ def freeswitch_acl_extra_entries(extra_cidrs) -> dict:
     return {"entries": entries, "errors": errors}
 
 
-def freeswitch_acl_proxy_entries(hosts, hostvars, include_ipv6=True) -> dict:
-    """{entries: [{cidr, comment, host}], errors: [..]} for the proxies.
-
-    A host's explicit ``sip_internal_address`` (one address or a list) wins;
-    otherwise its facts default_ipv4.address and default_ipv6.address.
-    IPv4 entries are /32, IPv6 /128.
-    """
-    entries, errors = [], []
-    for host in _as_list(hosts):
-        hv = hostvars[host]
-        explicit = hv.get("sip_internal_address")
-        if explicit not in (None, "", []):
-            addresses, source = _as_list(explicit), "sip_internal_address"
-        else:
-            facts = hv.get("ansible_facts") or {}
-            addresses = [(facts.get("default_ipv4") or {}).get("address")]
-            if include_ipv6:
-                addresses.append((facts.get("default_ipv6") or {}).get("address"))
-            addresses, source = [a for a in addresses if a], "facts"
-            if not addresses:
-                errors.append(f"{host}: no default_ipv4/default_ipv6 facts; set sip_internal_address for it")
-                continue
-        for address in addresses:
-            try:
-                ip = ipaddress.ip_address(str(address).strip().strip("[]"))
-            except ValueError:
-                errors.append(f"{host}: {source} {address!r} is not an IPv4/IPv6 address")
-                continue
-            entries.append({"cidr": f"{ip}/{ip.max_prefixlen}", "comment": f"{host} ({source})", "host": host})
-    return {"entries": entries, "errors": errors}
+def freeswitch_acl_proxy_entries(addresses) -> dict:
+    """{entries: [{cidr, comment, host}], errors: [..]} for the proxies, from
+    sip_host_address_entries (sipedge_filters: the one place a host's address
+    is decided). IPv4 entries are /32, IPv6 /128."""
+    entries = []
+    for entry in addresses["entries"]:
+        ip = ipaddress.ip_address(entry["address"])
+        entries.append({"cidr": f"{ip}/{ip.max_prefixlen}", "comment": f"{entry['host']} ({entry['source']})",
+                        "host": entry["host"]})
+    return {"entries": entries, "errors": list(addresses["errors"])}
 
 
 def _parse(text):

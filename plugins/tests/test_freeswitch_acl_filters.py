@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
-    "freeswitch_acl_filters", Path(__file__).resolve().parents[1] / "filter_plugins" / "freeswitch_acl.py")
+    "freeswitch_acl_filters", Path(__file__).resolve().parents[1] / "filter" / "freeswitch_acl.py")
 f = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(f)
 
@@ -51,21 +51,14 @@ def test_extra_entries_normalise_and_report_errors():
     assert "'10.0.0.999/33' is not a valid" in out["errors"][0] and "host bits set" in out["errors"][1]
 
 
-def test_proxy_entries_from_facts_or_explicit_address():
-    hostvars = {
-        "p1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.10"}, "default_ipv6": {"address": "2001:db8::10"}}},
-        "p2": {"sip_internal_address": "10.0.0.11", "ansible_facts": {"default_ipv4": {"address": "192.0.2.11"}}},
-        "p3": {"sip_internal_address": ["10.0.0.12", "[2001:db8::12]"]},
-        "p4": {"ansible_facts": {}},
-        "p5": {"sip_internal_address": "not-an-ip"},
-    }
-    out = f.freeswitch_acl_proxy_entries(["p1", "p2", "p3", "p4", "p5"], hostvars)
-    assert [e["cidr"] for e in out["entries"]] == [
-        "10.0.0.10/32", "2001:db8::10/128", "10.0.0.11/32", "10.0.0.12/32", "2001:db8::12/128"]
-    assert out["errors"][0].startswith("p4: no default_ipv4/default_ipv6 facts")
-    assert out["errors"][1].startswith("p5: sip_internal_address 'not-an-ip'")
-    v4only = f.freeswitch_acl_proxy_entries(["p1"], hostvars, include_ipv6=False)
-    assert [e["cidr"] for e in v4only["entries"]] == ["10.0.0.10/32"]
+def test_proxy_entries_are_host_routes_of_the_shared_addresses():
+    addresses = {"entries": [{"address": "10.0.0.10", "host": "p1", "source": "facts"},
+                             {"address": "2001:db8::12", "host": "p3", "source": "sip_internal_address"}],
+                 "errors": ["p4: no default_ipv4/default_ipv6 facts; set sip_internal_address for it"]}
+    out = f.freeswitch_acl_proxy_entries(addresses)
+    assert out["entries"] == [{"cidr": "10.0.0.10/32", "comment": "p1 (facts)", "host": "p1"},
+                              {"cidr": "2001:db8::12/128", "comment": "p3 (sip_internal_address)", "host": "p3"}]
+    assert out["errors"] == addresses["errors"]
 
 
 def test_kept_children_drop_the_managed_block_and_our_list_and_are_a_fixed_point():
