@@ -26,7 +26,7 @@ TWO_MEDIA_SERVERS = [{"id": 1, "destinations": [
 
 VARIANTS = {
     "minimal": {
-        "opensips_db_enabled": False, "opensips_auth_enabled": False,
+        "opensips_database_enabled": False, "opensips_auth_enabled": False,
         "opensips_usrloc_working_mode": "single-instance-no-db", "opensips_pike_enabled": False,
         "opensips_sanity_enabled": False, "opensips_dialog_enabled": False, "opensips_acc_enabled": False,
         "opensips_mi_http_enabled": False, "opensips_prometheus_enabled": False,
@@ -48,7 +48,7 @@ VARIANTS = {
     # started for real (no database, loopback only) to prove the tables load
     "table-load": {
         "opensips_listen_address": "127.0.0.1",
-        "opensips_db_enabled": False, "opensips_auth_enabled": False,
+        "opensips_database_enabled": False, "opensips_auth_enabled": False,
         "opensips_usrloc_working_mode": "single-instance-no-db",
         "opensips_dispatcher_ping_interval": 0,
     },
@@ -277,9 +277,9 @@ BAD_INPUT = {
     "mi-beside-published-metrics": ({"opensips_prometheus_sources": ["10.0.0.5/32"], "opensips_mi_http_enabled": True},
                                     "opensips_mi_http_enabled would serve MI"),
     "server-header-with-newline": ({"opensips_server_header": "edge\r\nX-Injected: 1"}, "opensips_server_header"),
-    "dialog-db-without-database": ({"opensips_db_enabled": False, "opensips_auth_enabled": False,
+    "dialog-db-without-database": ({"opensips_database_enabled": False, "opensips_auth_enabled": False,
                                     "opensips_usrloc_working_mode": "single-instance-no-db",
-                                    "opensips_dialog_db_mode": "delayed"}, "needs opensips_db_enabled"),
+                                    "opensips_dialog_db_mode": "delayed"}, "needs opensips_database_enabled"),
     "load-algorithm-removed": ({"opensips_dispatcher_algorithm": "load"}, "opensips_dispatcher_algorithm must be one of"),
     # no relay exported its socket (e.g. --limit without the relays): no guess at 127.0.0.1
     "rtpengine-without-socket": ({"opensips_media_relay": "rtpengine", "opensips_rtpengine_socket": ""},
