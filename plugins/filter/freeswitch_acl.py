@@ -84,6 +84,26 @@ def freeswitch_acl_proxy_entries(addresses) -> dict:
     return {"entries": entries, "errors": list(addresses["errors"])}
 
 
+def freeswitch_acl_untrusted(hosts, hostvars, cidrs) -> list[str]:
+    """"<host> from <address>" for each proxy whose exported opensips_media_source (the
+    address it sends to the media servers from) is in none of ``cidrs``; proxies that
+    exported nothing (the opensips role did not run before) are not judged."""
+    networks = [ipaddress.ip_network(str(c), strict=False) for c in cidrs]
+    out = []
+    for host in _as_list(hosts):
+        source = hostvars[host].get("opensips_media_source")
+        if not source:
+            continue
+        try:
+            ip = ipaddress.ip_address(str(source).strip("[]"))
+        except ValueError:
+            out.append(f"{host} from {source!r} (not an address)")
+            continue
+        if not any(ip.version == n.version and ip in n for n in networks):
+            out.append(f"{host} from {ip}")
+    return out
+
+
 def _parse(text):
     parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True, insert_pis=True))
     return ET.fromstring(text, parser=parser)
@@ -145,6 +165,7 @@ class FilterModule:
             "freeswitch_acl_comment": freeswitch_acl_comment,
             "freeswitch_acl_extra_entries": freeswitch_acl_extra_entries,
             "freeswitch_acl_proxy_entries": freeswitch_acl_proxy_entries,
+            "freeswitch_acl_untrusted": freeswitch_acl_untrusted,
             "freeswitch_acl_kept_children": freeswitch_acl_kept_children,
             "freeswitch_acl_profile_root": freeswitch_acl_profile_root,
         }

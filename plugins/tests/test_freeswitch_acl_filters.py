@@ -93,3 +93,11 @@ def test_kept_children_report_unreadable_files(text, error):
 def test_profile_root(text, xpath):
     out = f.freeswitch_acl_profile_root(text)
     assert out["xpath"] == xpath and bool(out["error"]) == (xpath == "")
+
+
+def test_untrusted_lists_proxies_whose_media_source_is_outside_the_list():
+    hostvars = {"p1": {"opensips_media_source": "10.20.0.10"}, "p2": {"opensips_media_source": "198.51.100.11"},
+                "p3": {}, "p4": {"opensips_media_source": "2001:db8::4"}}
+    cidrs = ["10.20.0.10/32", "10.20.0.11/32", "2001:db8::/64"]
+    assert f.freeswitch_acl_untrusted(["p1", "p2", "p3", "p4"], hostvars, cidrs) == ["p2 from 198.51.100.11"]
+    assert f.freeswitch_acl_untrusted(["p1"], hostvars, []) == ["p1 from 10.20.0.10"]

@@ -4,6 +4,7 @@ nothing run against a host."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import subprocess
@@ -116,6 +117,16 @@ def test_no_host_is_contacted(rendered):
     assert modules and modules <= LOCAL_MODULES, modules - LOCAL_MODULES
 
 
+INTERNAL_NETWORKS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
+                                                       "100.64.0.0/10", "fc00::/7", "::1/128")]
+
+
+def internal(address: str) -> bool:
+    """An address the internet cannot reach (RFC 1918, CGNAT, loopback, ULA)."""
+    ip = ipaddress.ip_address(address)
+    return any(ip.version == net.version and ip in net for net in INTERNAL_NETWORKS)
+
+
 def test_each_proxy_listens_on_its_own_address(rendered):
     env, out = rendered["env"], rendered["out"]
     inv = inventory(env)
@@ -125,11 +136,40 @@ def test_each_proxy_listens_on_its_own_address(rendered):
     for host, hv in inv["sip_proxies"].items():
         cfg = (out / host / "opensips.cfg").read_text()
         listening = re.findall(r"^socket=(\w+):([^:\s]+):(\d+)", cfg, re.M)
-        # group_vars: opensips_listen_address is the proxy's public (advertised) address
-        assert sorted(listening) == sorted((s["proto"], hv["sip_public_address"], str(s["port"])) for s in sockets)
+        # group_vars: opensips_listen_address is the proxy's public (advertised) address, and the
+        # core side (opensips_internal_address) listens on udp and tcp 5060 for the media servers
+        assert sorted(listening) == sorted([(s["proto"], hv["sip_public_address"], str(s["port"])) for s in sockets]
+                                           + [("udp", hv["sip_internal_address"], "5060"),
+                                              ("tcp", hv["sip_internal_address"], "5060")])
+        # every phone-facing socket is on a public address
+        phone_facing = [addr for _, addr, _ in listening if addr != hv["sip_internal_address"]]
+        assert phone_facing and not any(internal(addr) for addr in phone_facing), phone_facing
         assert f'"rtpengine_sock", "{" ".join(relays)}"' in cfg
-        assert re.search(rf'"db_url", "mysql://opensips:[^@"]+@{re.escape(db["ansible_host"])}:3306/opensips"', cfg)
+        # the database by its internal address, never a management name
+        assert re.search(rf'"db_url", "mysql://opensips:[^@"]+@{re.escape(db["sip_internal_address"])}:3306/opensips"', cfg)
         assert "/usr/lib/x86_64-linux-gnu/opensips/modules/" in cfg
+
+
+def test_every_media_server_admits_the_address_each_proxy_sends_from(rendered):
+    """The source of every request a proxy sends to the media servers (force_send_socket, its internal socket)
+    is in each FreeSWITCH server's ACL and is allowed to its SIP port by its firewall."""
+    env, out = rendered["env"], rendered["out"]
+    sources = {}
+    for host in inventory(env)["sip_proxies"]:
+        cfg = (out / host / "opensips.cfg").read_text()
+        sent_from = set(re.findall(r"^\s*force_send_socket\(\"(?:udp|tcp):([^:\"]+):\d+\"\);", cfg, re.M))
+        assert len(sent_from) == 1, (host, sent_from)
+        sources[host] = ipaddress.ip_address(sent_from.pop())
+        assert re.search(rf"^socket=udp:{re.escape(str(sources[host]))}:5060$", cfg, re.M), host
+    for fs in inventory(env)["media_servers"]:
+        acl = ET.parse(out / fs / "acl.conf.xml").getroot()
+        trusted = [ipaddress.ip_network(n.get("cidr")) for n in acl.iter("node") if n.get("cidr") and n.get("type") == "allow"]
+        nft = (out / fs / "sipedge.nft").read_text()
+        sip_rule = next(line for line in nft.splitlines() if "freeswitch sip" in line and "saddr" in line)
+        for proxy, ip in sources.items():
+            assert any(ip in net for net in trusted), f"{fs}'s ACL does not trust {proxy} ({ip})"
+            allowed = [ipaddress.ip_network(n.strip()) for n in re.search(r"saddr \{([^}]*)\}", sip_rule).group(1).split(",")]
+            assert any(ip in net for net in allowed), f"{fs}'s firewall drops SIP from {proxy} ({ip})"
 
 
 def test_dispatcher_lists_the_inventory_media_servers(rendered):

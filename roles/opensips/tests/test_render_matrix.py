@@ -45,6 +45,14 @@ VARIANTS = {
         "opensips_media_relay": "rtpproxy", "opensips_dispatcher_backend": "db",
         "opensips_trusted_backend": "db", "opensips_dispatcher_algorithm": "random",
     },
+    # two networks: phones on the public address, media servers (one over tcp) from the internal one
+    "multi-homed": {
+        "opensips_listen_address": "203.0.113.10", "opensips_internal_address": "10.0.0.10",
+        "opensips_sockets": [{"proto": "udp", "port": 5060}, {"proto": "tcp", "port": 5060}, {"proto": "tls", "port": 5061}],
+        "opensips_media_relay": "rtpengine",
+        "opensips_dispatcher_sets": [{"id": 1, "destinations": [
+            {"uri": "sip:10.0.0.41:5080"}, {"uri": "sip:10.0.0.42:5080;transport=tcp"}]}],
+    },
     # started for real (no database, loopback only) to prove the tables load
     "table-load": {
         "opensips_listen_address": "127.0.0.1",
