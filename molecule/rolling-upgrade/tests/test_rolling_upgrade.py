@@ -89,7 +89,7 @@ def test_upgrade_playbook_succeeds(upgrade_run):
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     for step in ("Mark it inactive in every proxy's dispatcher", "Wait until no proxy has a dialog to it",
                  "Take it out of rotation", "Wait until it has no active dialog",
-                 "Health check - every registration from before is still there", "Put it back into rotation"):
+                 "Health check - every registration from before the drain is still there", "Put it back into rotation"):
         assert step in run.stdout
 
 
@@ -97,8 +97,9 @@ def test_every_node_was_handled_one_at_a_time(upgrade_run):
     out = upgrade_run["run"].stdout
     order = [out.index(f"PLAY [{play}]") for play in ("Media servers, one at a time", "Proxies, one at a time")]
     assert order == sorted(order)
-    # serial: 1 -> one "Take it out of rotation" per proxy, each finished before the next
-    assert out.count("TASK [Take it out of rotation") == len(PROXIES)
+    # serial: 1 -> one "Take it out of rotation" (the opensips role's tasks_from: drain) per proxy,
+    # each finished before the next
+    assert out.count("TASK [opensips : Take it out of rotation") == len(PROXIES)
 
 
 @pytest.mark.parametrize("proxy", sorted(PROXIES))
