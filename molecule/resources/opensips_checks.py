@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import testinfra
 import sipkit
 
 __all__ = [
-    "Edge", "mi", "push_script", "destinations", "other", "rendered_config", "real_parser_check",
+    "Edge", "mi", "push_script", "destinations", "other", "rendered_config", "real_parser_check", "recap_changed",
     "test_opensips_runs_the_release_under_test", "test_listens_on_every_socket", "test_mi_stays_on_loopback",
     "test_mi_answers_which", "test_opensips_cli_talks_to_the_local_mi", "test_dispatcher_lists_the_rendered_destinations",
     "test_proxy_answers_options", "test_calls_reach_both_media_servers_round_robin",
@@ -193,3 +194,11 @@ def test_broken_snippet_fails_and_the_old_config_keeps_running(host, edge):
     assert edge.process_id(host) == pid
     result = sipkit.run_sipp(other(edge.client_name), "uac_options", f"{edge.proxy_ip}:5060", calls=1)
     assert result.rc == 0, result.summary()
+
+
+def recap_changed(stdout: str, host: str) -> int:
+    """changed= of ``host`` in an ansible-playbook run's PLAY RECAP (which must show no failure)."""
+    match = re.search(rf"^{re.escape(host)}\s*:.*changed=(\d+).*failed=(\d+)", stdout, re.M)
+    assert match, stdout[-2000:]
+    assert match.group(2) == "0", stdout[-3000:]
+    return int(match.group(1))
