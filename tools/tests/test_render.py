@@ -240,6 +240,15 @@ def test_the_proxies_files_are_the_same_whichever_playbook_deploys_them(rendered
         assert files == {k: v for k, v in files_under(rendered["out"] / host).items() if k in PROXY_FILES}, host
 
 
+def test_the_firewall_layer_alone_writes_the_same_rules(rendered, tmp_path):
+    """firewall.yml alone: the layers' exports (tasks_from: export) run first, so no port is lost."""
+    run = ansible_render(rendered["env"], tmp_path / "r", "-e", "sip_render_playbook=firewall.yml")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    hosts = [h for g in EDGE_GROUPS for h in inventory(rendered["env"])[g]]
+    for host in hosts:
+        assert (tmp_path / "r" / host / "sipedge.nft").read_bytes() == (rendered["out"] / host / "sipedge.nft").read_bytes(), host
+
+
 def test_a_proxy_without_its_relay_fails_naming_the_socket(tmp_path):
     """--limit one proxy without the relays: no socket to read, and no guess (127.0.0.1)."""
     proxy = sorted(inventory("staging")["sip_proxies"])[0]
