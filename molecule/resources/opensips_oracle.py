@@ -50,9 +50,11 @@ class ImageOracle:
         pass
 
     def serve(self, cfg: Path, dbtext: Path, mi_method: str, timeout: float = 20.0,
-              params: dict | None = None) -> tuple[dict | None, str]:
+              params: dict | None = None, ready=None) -> tuple[dict | None, str]:
         """Start the real OpenSIPS on ``cfg`` with the db_text tables in ``dbtext`` (mounted where the
-        config expects them, /etc/opensips/dbtext) and return one MI reply over HTTP, plus its log."""
+        config expects them, /etc/opensips/dbtext) and return one MI reply over HTTP, plus its log.
+        ``ready(reply)``, when given, must hold too: the MI answers before every process has run its
+        startup (the startup route's statistics, say), so the question is asked again until then."""
         name = f"sipedge-opensips-serve-{uuid.uuid4().hex[:8]}"
         _docker("run", "-d", "--name", name, "--network", "none",
                 "-v", f"{cfg.resolve()}:/etc/opensips/opensips.cfg:ro", "-v", f"{dbtext.resolve()}:/etc/opensips/dbtext:ro",
@@ -67,7 +69,8 @@ class ImageOracle:
                               "-d", body, "http://127.0.0.1:8888/mi")
                 if run.returncode == 0 and run.stdout.strip():
                     reply = json.loads(run.stdout)
-                    if "error" not in reply:  # an error may only mean: still starting (a loaded box)
+                    # an error may only mean: still starting (a loaded box)
+                    if "error" not in reply and (ready is None or ready(reply)):
                         return reply, _docker("logs", name).stderr
                 time.sleep(0.5)
             return reply, _docker("logs", name).stderr

@@ -193,8 +193,10 @@ def test_call_statistics_exist_from_the_start(rendered, oracles, version):
     if not hasattr(oracle, "serve"):
         pytest.skip(f"SKIPPED: starting OpenSIPS {version} needs its image ({oracle.where} has none)")
     variant = rendered / f"{version}-table-load"
+    names = ["sipedge:calls_ended_total", "sipedge:call_duration_seconds_total"]
     reply, log = oracle.serve(variant / "opensips.cfg", variant / "dbtext", "get_statistics",
-                              params={"statistics": ["sipedge:"]})
+                              params={"statistics": ["sipedge:"]},
+                              ready=lambda r: all(n in r.get("result", {}) for n in names))
     assert reply is not None and "result" in reply, f"OpenSIPS {version}: {reply}\n{log[-3000:]}"
     stats = reply["result"]
     assert stats["sipedge:calls_ended_total"] == 0 and stats["sipedge:call_duration_seconds_total"] == 0, stats
