@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import INVENTORY, mi, other
+from opensips_checks import mi, other, run_playbook
 
 testinfra_hosts = ["ansible://edge-proxy"]
 
@@ -24,10 +23,7 @@ TLS_PORTS = [5061, 7443]
 
 
 def converge_proxy(*extra_vars: str) -> subprocess.CompletedProcess:
-    args = ["ansible-playbook", "-i", INVENTORY, str(SCENARIO / "converge.yml"), "--limit", "edge-proxy"]
-    for ev in extra_vars:
-        args += ["-e", ev]
-    return subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
+    return run_playbook(SCENARIO / "converge.yml", "edge-proxy", *extra_vars)
 
 
 @pytest.fixture(scope="module")

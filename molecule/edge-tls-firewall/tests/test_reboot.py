@@ -5,7 +5,6 @@ of the scenario (file order)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import INVENTORY, other, recap_changed
+from opensips_checks import other, recap_changed, run_playbook
 
 testinfra_hosts = ["ansible://edge-proxy"]
 
@@ -69,7 +68,6 @@ def test_opensips_answers_again_through_the_firewall(rebooted):
 
 
 def test_a_rerun_after_the_reboot_changes_nothing(rebooted):
-    run = subprocess.run(["ansible-playbook", "-i", INVENTORY, str(SCENARIO / "converge.yml"), "--limit", "edge-proxy"],
-                         capture_output=True, text=True, check=False, env=os.environ, timeout=900)
+    run = run_playbook(SCENARIO / "converge.yml", "edge-proxy")
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     assert recap_changed(run.stdout, "edge-proxy") == 0, run.stdout[-4000:]

@@ -10,19 +10,18 @@ an operator changing the inventory would, and read the recap.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import testinfra
+
+from opensips_checks import other, recap_changed, run_playbook
 
 testinfra_hosts = ["ansible://fsacl-fs1"]
 
 SCENARIO = Path(__file__).resolve().parents[1]
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 ACL = "/etc/freeswitch/autoload_configs/acl.conf.xml"
 EXTERNAL = "/etc/freeswitch/sip_profiles/external.xml"
 INTERNAL = "/etc/freeswitch/sip_profiles/internal.xml"
@@ -34,26 +33,14 @@ PROXIES = {"fsacl-proxy1": "10.210.60.10", "fsacl-proxy2": "10.210.60.11"}
 
 # --- helpers ---------------------------------------------------------------------------
 
-def other(name):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
-
-
 def converge(*extra_vars, inventories=()) -> subprocess.CompletedProcess:
     """The scenario's converge, with extra vars (JSON) and extra inventory sources."""
-    args = ["ansible-playbook", "-i", INVENTORY]
-    for inv in inventories:
-        args += ["-i", str(inv)]
-    args.append(str(SCENARIO / "converge.yml"))
-    for ev in extra_vars:
-        args += ["-e", ev if isinstance(ev, str) else json.dumps(ev)]
-    return subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
+    return run_playbook(SCENARIO / "converge.yml", None, *extra_vars, inventories=inventories)
 
 
-def recap_changed(run: subprocess.CompletedProcess) -> int:
-    match = re.search(r"fsacl-fs1\s*:.*changed=(\d+).*failed=(\d+)", run.stdout)
-    assert match, run.stdout[-3000:] + run.stderr[-2000:]
-    assert run.returncode == 0 and match.group(2) == "0", run.stdout[-4000:]
-    return int(match.group(1))
+def fs1_changed(run: subprocess.CompletedProcess) -> int:
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    return recap_changed(run.stdout, "fsacl-fs1")
 
 
 def parse(text: str) -> ET.Element:
@@ -170,31 +157,31 @@ def test_proxy_added_to_the_inventory_appears_then_goes(host, expected, tmp_path
         "fsacl-proxy3": {"sip_internal_address": ["10.210.60.12", "fd00:210:60::12"]}}}}}}))
     log_before = fs_cli_log(host)
     try:
-        assert recap_changed(converge(inventories=[inventory])) >= 1
+        assert fs1_changed(converge(inventories=[inventory])) >= 1
         root = acl_root(host)
         assert sorted(our_cidrs(root)) == sorted(expected | {"10.210.60.12/32", "fd00:210:60::12/128"})
         assert any("fsacl-proxy3 (sip_internal_address)" in (c.text or "") for c in lists(root)[LIST].iter(ET.Comment))
         # the list changed, the profile did not: reloadacl only
         assert fs_cli_log(host)[len(log_before):] == ["reloadacl"]
-        assert recap_changed(converge(inventories=[inventory])) == 0
+        assert fs1_changed(converge(inventories=[inventory])) == 0
     finally:
         restored = converge()
-    assert recap_changed(restored) >= 1
+    assert fs1_changed(restored) >= 1
     assert sorted(our_cidrs(acl_root(host))) == sorted(expected)
-    assert recap_changed(converge()) == 0
+    assert fs1_changed(converge()) == 0
 
 
 def test_extra_cidr_appears_then_goes(host, expected):
     extra = {"freeswitch_acl_extra_cidrs": ["10.210.60.12/32", "2001:db8:60::/64"]}
     try:
-        assert recap_changed(converge(extra)) >= 1
+        assert fs1_changed(converge(extra)) >= 1
         cidrs = our_cidrs(acl_root(host))
         assert sorted(cidrs) == sorted(expected | {"10.210.60.12/32", "2001:db8:60::/64"})
         assert cidrs[-2:] == ["10.210.60.12/32", "2001:db8:60::/64"]  # after the proxies, in their order
-        assert recap_changed(converge(extra)) == 0
+        assert fs1_changed(converge(extra)) == 0
     finally:
         restored = converge()
-    assert recap_changed(restored) >= 1
+    assert fs1_changed(restored) >= 1
     assert sorted(our_cidrs(acl_root(host))) == sorted(expected)
 
 
@@ -210,7 +197,7 @@ def test_a_description_cannot_break_or_inject_xml(host, expected):
     """A description that would close the comment and open an allow-all list, were it not made safe."""
     extra = {"freeswitch_acl_extra_cidrs": [{"cidr": "10.210.60.13", "description": EVIL}]}
     try:
-        assert recap_changed(converge(extra)) >= 1
+        assert fs1_changed(converge(extra)) >= 1
         root = acl_root(host)  # parses: well-formed
         assert "pwn" not in lists(root)
         assert sorted(our_cidrs(root)) == sorted(expected | {"10.210.60.13/32"})
@@ -223,7 +210,7 @@ def test_a_description_cannot_break_or_inject_xml(host, expected):
         assert "x-pre-process" not in text.lower() and "<!--#" not in text
     finally:
         restored = converge()
-    assert recap_changed(restored) >= 1
+    assert fs1_changed(restored) >= 1
     assert sorted(our_cidrs(acl_root(host))) == sorted(expected)
 
 
@@ -249,7 +236,7 @@ def test_bad_input_fails_before_any_change(host, extra_vars, message):
 
 def test_missing_profile_can_be_skipped_when_asked(host):
     run = converge({"freeswitch_acl_sofia_profiles": ["external", "nosuch"], "freeswitch_acl_profile_missing_ok": True})
-    assert recap_changed(run) == 0
+    assert fs1_changed(run) == 0
     assert not host.file("/etc/freeswitch/sip_profiles/nosuch.xml").exists
 
 
@@ -268,13 +255,13 @@ def test_xml_that_xmllint_refuses_never_replaces_the_file(host):
 def test_extra_xml_lists_are_written_inside_the_managed_block(host):
     snippet = '<list name="monitoring" default="deny">\n  <node type="allow" cidr="192.0.2.50/32"/>\n</list>'
     try:
-        assert recap_changed(converge({"freeswitch_acl_extra_xml": snippet})) >= 1
+        assert fs1_changed(converge({"freeswitch_acl_extra_xml": snippet})) >= 1
         found = lists(acl_root(host))
         assert [n.get("cidr") for n in found["monitoring"].findall("node")] == ["192.0.2.50/32"]
-        assert recap_changed(converge({"freeswitch_acl_extra_xml": snippet})) == 0
+        assert fs1_changed(converge({"freeswitch_acl_extra_xml": snippet})) == 0
     finally:
         restored = converge()
-    assert recap_changed(restored) >= 1
+    assert fs1_changed(restored) >= 1
     assert "monitoring" not in lists(acl_root(host))
 
 
@@ -285,13 +272,13 @@ def test_stopped_freeswitch_is_not_reloaded(host, expected):
     log_before = fs_cli_log(host)
     try:
         run = converge({"freeswitch_acl_extra_cidrs": ["10.210.60.14/32"]})
-        assert recap_changed(run) >= 1
+        assert fs1_changed(run) >= 1
         assert "FreeSWITCH is not running or fs_cli is missing" in run.stdout, run.stdout[-3000:]
         assert fs_cli_log(host) == log_before
     finally:
         host.check_output("systemctl start freeswitch")
         restored = converge()
-    assert recap_changed(restored) >= 1
+    assert fs1_changed(restored) >= 1
     assert fs_cli_log(host)[len(log_before):] == ["reloadacl"]
     assert sorted(our_cidrs(acl_root(host))) == sorted(expected)
 
@@ -308,7 +295,7 @@ def test_a_reload_freeswitch_refuses_fails_the_play(host, expected):
     finally:
         host.check_output("rm -f /var/lib/fsacl-test/refuse")
         restored = converge()
-    assert recap_changed(restored) >= 1
+    assert fs1_changed(restored) >= 1
     assert fs_cli_log(host)[-1] == "reloadacl"
     assert sorted(our_cidrs(acl_root(host))) == sorted(expected)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -12,14 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import testinfra
 
-from opensips_checks import real_parser_check, rendered_config
+from opensips_checks import other, real_parser_check, recap_changed, rendered_config, run_playbook
 
 testinfra_hosts = ["ansible://relay-relay1"]
 
 SCENARIO = Path(__file__).resolve().parents[1]
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 RELAY_IP, PROXY_IP, OUTSIDE_IP = "10.210.50.30", "10.210.50.10", "10.210.50.100"
 ADVERTISED = "203.0.113.30"
 NG_PORT = 2223
@@ -132,10 +129,6 @@ print(json.dumps({"source": list(src), "length": len(data), "payload": data[12:]
 '''
 
 
-def other(name):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
-
-
 def python(host, script, *args):
     """Run ``script`` with the host's python3 and return its JSON output."""
     b64 = base64.b64encode(script.encode()).decode()
@@ -169,17 +162,7 @@ def main_pid(host):
 
 def converge_relay(*extra_vars: str) -> subprocess.CompletedProcess:
     """The scenario's converge on the relay, as an operator changing inventory would."""
-    args = ["ansible-playbook", "-i", INVENTORY, str(SCENARIO / "converge.yml"), "--limit", "relay-relay1"]
-    for ev in extra_vars:
-        args += ["-e", ev]
-    return subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
-
-
-def recap_changed(stdout: str) -> int:
-    match = re.search(r"relay-relay1\s*:.*changed=(\d+).*failed=(\d+)", stdout)
-    assert match, stdout[-2000:]
-    assert match.group(2) == "0", stdout[-3000:]
-    return int(match.group(1))
+    return run_playbook(SCENARIO / "converge.yml", "relay-relay1", *extra_vars)
 
 
 # --- the service ----------------------------------------------------------------------
@@ -311,15 +294,15 @@ def test_changed_port_range_restarts_the_daemon_then_converges(host):
                            "rtpengine_expected_concurrent_calls": 10, "rtpengine_expected_calls_per_second": 0})
     pid = main_pid(host)
     try:
-        assert recap_changed(converge_relay(narrower).stdout) >= 1
+        assert recap_changed(converge_relay(narrower).stdout, "relay-relay1") >= 1
         assert (config_options(host)["port-min"], config_options(host)["port-max"]) == ("32000", "32099")
         assert main_pid(host) != pid  # restarted: rtpengine cannot reload its ports
         port = int(sdp_lines(ng_client(OFFER, "sipedge-offer-2", OUTSIDE_IP)["offer"]["sdp"], "m=audio ")[0].split()[0])
         assert 32000 <= port <= 32099
         assert [r["port"] for r in exports(host)["rtpengine_firewall_rules"]][0] == "32000-32099"
-        assert recap_changed(converge_relay(narrower).stdout) == 0
+        assert recap_changed(converge_relay(narrower).stdout, "relay-relay1") == 0
     finally:
-        assert recap_changed(converge_relay().stdout) >= 1
+        assert recap_changed(converge_relay().stdout, "relay-relay1") >= 1
     assert (config_options(host)["port-min"], config_options(host)["port-max"]) == (str(PORT_MIN), str(PORT_MAX))
     port = int(sdp_lines(ng_client(OFFER, "sipedge-offer-3", OUTSIDE_IP)["offer"]["sdp"], "m=audio ")[0].split()[0])
     assert PORT_MIN <= port <= PORT_MAX

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import INVENTORY, destinations, other
+from opensips_checks import destinations, other, recap_changed, run_playbook
 
 testinfra_hosts = ["ansible://osdb-db"]
 
@@ -34,17 +34,11 @@ def sql(host, query, db="opensips"):
 
 def converge_db(*extra_vars: str) -> subprocess.CompletedProcess:
     """The scenario's converge on the database host, as an operator changing inventory would."""
-    args = ["ansible-playbook", "-i", INVENTORY, str(SCENARIO / "converge.yml"), "--limit", "osdb-db"]
-    for ev in extra_vars:
-        args += ["-e", ev]
-    return subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
+    return run_playbook(SCENARIO / "converge.yml", "osdb-db", *extra_vars)
 
 
-def recap_changed(stdout: str) -> int:
-    match = re.search(r"osdb-db\s*:.*changed=(\d+).*failed=(\d+)", stdout)
-    assert match, stdout[-2000:]
-    assert match.group(2) == "0", stdout[-3000:]
-    return int(match.group(1))
+def db_changed(stdout: str) -> int:
+    return recap_changed(stdout, "osdb-db")
 
 
 # --- schema ---------------------------------------------------------------------------
@@ -166,13 +160,13 @@ def test_changed_password_updates_the_hash_then_converges(host):
         {"username": "1002", "domain": DOMAIN, "password": "a-new-password"}]})
     try:
         first = converge_db(changed)
-        assert recap_changed(first.stdout) >= 1
+        assert db_changed(first.stdout) >= 1
         ha1 = sql(host, "SELECT ha1 FROM subscriber WHERE username = '1002'")[0][0]
         assert ha1 == hashlib.md5(f"1002:{DOMAIN}:a-new-password".encode()).hexdigest()
-        assert recap_changed(converge_db(changed).stdout) == 0
+        assert db_changed(converge_db(changed).stdout) == 0
     finally:
         restored = converge_db()
-        assert recap_changed(restored.stdout) >= 1
+        assert db_changed(restored.stdout) >= 1
     ha1 = sql(host, "SELECT ha1 FROM subscriber WHERE username = '1002'")[0][0]
     assert ha1 == hashlib.md5(f"1002:{DOMAIN}:{SUBSCRIBERS['1002']}".encode()).hexdigest()
 
@@ -234,11 +228,11 @@ def test_changed_destination_reaches_the_running_proxy_through_the_database(host
         {"uri": "sip:10.210.40.41:5060", "description": "fs1"},
         {"uri": "sip:10.210.40.42:5060", "weight": 5, "description": "fs2"}]}]})
     try:
-        assert recap_changed(converge_db(heavier).stdout) >= 1
+        assert db_changed(converge_db(heavier).stdout) >= 1
         assert sql(host, "SELECT weight FROM dispatcher WHERE destination = 'sip:10.210.40.42:5060'") == [["5"]]
         assert str(destinations(proxy)["sip:10.210.40.42:5060"]["weight"]) == "5"
     finally:
-        assert recap_changed(converge_db().stdout) >= 1
+        assert db_changed(converge_db().stdout) >= 1
     assert str(destinations(proxy)["sip:10.210.40.42:5060"]["weight"]) == "2"
 
 

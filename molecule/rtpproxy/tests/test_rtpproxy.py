@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from opensips_checks import INVENTORY, other, real_parser_check, rendered_config
+from opensips_checks import other, real_parser_check, rendered_config, run_playbook
 
 testinfra_hosts = ["ansible://rtpp-relay"]
 
@@ -31,10 +30,7 @@ def control(command: str) -> str:
 
 
 def converge_relay(*extra_vars: str) -> subprocess.CompletedProcess:
-    args = ["ansible-playbook", "-i", INVENTORY, str(SCENARIO / "converge.yml"), "--limit", "rtpp-relay"]
-    for ev in extra_vars:
-        args += ["-e", ev]
-    return subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
+    return run_playbook(SCENARIO / "converge.yml", "rtpp-relay", *extra_vars)
 
 
 def test_container_runs_with_host_networking(host):
