@@ -35,6 +35,29 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+ROLE_VARS = Path(__file__).resolve().parents[1] / "roles" / "opensips" / "vars" / "main.yml"
+
+
+def role_data() -> dict:
+    """The opensips role's own data (roles/opensips/vars/main.yml), the one place for the supported
+    releases (opensips_supported_versions) and the module packages (opensips_feature_packages)."""
+    import yaml  # the venv's (ansible's) PyYAML; only the callers that need the role's data import it
+
+    return yaml.safe_load(ROLE_VARS.read_text())
+
+
+def supported_versions() -> list[str]:
+    return [str(v) for v in role_data()["opensips_supported_versions"]]
+
+
+def module_packages() -> list[str]:
+    """Every package of every feature, each once, in the role's order."""
+    out: list[str] = []
+    for packages in role_data()["opensips_feature_packages"].values():
+        out += [p for p in packages if p not in out]
+    return out
+
+
 VENDOR_APT = "https://apt.opensips.org"
 VENDOR_IMAGE = "opensips/opensips"
 LOCAL_MIRROR = "/srv/opensips-apt"

@@ -19,11 +19,8 @@ from pathlib import Path
 import opensips_source
 
 BASE_IMAGE = os.environ.get("SIPEDGE_BASE_IMAGE", "sipedge/debian12-systemd:latest")
-PACKAGES = [
-    "opensips", "opensips-auth-modules", "opensips-mysql-module", "opensips-http-modules",
-    "opensips-prometheus-module", "opensips-tls-module", "opensips-tlsmgm-module",
-    "opensips-tls-openssl-module", "opensips-wss-module",
-]
+# every module package the opensips role may install, from the role's own data
+PACKAGES = opensips_source.module_packages()
 
 
 def _docker(*args: str, check: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@ import gzip
 import shutil
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,25 @@ def test_a_mirror_with_two_releases_offers_the_older_one_to_upgrade_from(tmp_pat
 def test_a_single_release_mirror_upgrades_from_itself(flat_repo):
     src = osrc.discover("3.6", {"OPENSIPS_APT_MIRROR": str(flat_repo), **NO_REGISTRY})
     assert src.environment()["OPENSIPS_UPGRADE_FROM_VERSION"] == "3.6"
+
+
+def test_the_supported_releases_are_written_once():
+    """The roles' lists and argument-spec choices agree with the opensips role's own data."""
+    import yaml
+
+    roles = Path(__file__).resolve().parents[2] / "roles"
+    versions = osrc.supported_versions()
+    assert versions == ["3.4", "3.5", "3.6"]
+    db_vars = yaml.safe_load((roles / "opensips_db" / "vars" / "main.yml").read_text())
+    assert db_vars["opensips_db_supported_releases"] == versions
+    specs = yaml.safe_load((roles / "opensips" / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    assert specs["main"]["options"]["opensips_version"]["choices"] == versions
+    assert specs["undrain"]["options"]["opensips_version"]["choices"] == versions
+    db_specs = yaml.safe_load((roles / "opensips_db" / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    assert db_specs["main"]["options"]["opensips_db_release"]["choices"] == versions
+
+
+def test_the_module_packages_come_from_the_role():
+    packages = osrc.module_packages()
+    assert packages[0] == "opensips" and "opensips-auth-modules" in packages and "opensips-mysql-module" in packages
+    assert len(packages) == len(set(packages))

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 import opensips_oracle
+import opensips_source
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(__file__).with_name("render_matrix.yml")
-VERSIONS = ["3.4", "3.5", "3.6"]
+VERSIONS = opensips_source.supported_versions()  # the role's own list (roles/opensips/vars/main.yml)
 
 TWO_MEDIA_SERVERS = [{"id": 1, "destinations": [
     {"uri": "sip:10.0.0.41:5060", "weight": 1, "priority": 0, "description": "fs1: primary"},
