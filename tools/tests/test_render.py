@@ -232,6 +232,8 @@ def test_the_proxies_files_are_the_same_whichever_playbook_deploys_them(rendered
     relays its socket comes from) write byte for byte what site.yml writes."""
     proxy = sorted(inventory(rendered["env"])["sip_proxies"])[0]
     extra = ["--limit", f"{proxy}:media_relays"] if how == "--limit" else ["-e", f"sip_render_playbook={how}"]
+    if how == "upgrade.yml" and len(inventory(rendered["env"])["sip_proxies"]) == 1:
+        extra += ["-e", "sip_upgrade_restart_window=true"]  # one proxy: the operator's explicit choice
     run = ansible_render(rendered["env"], tmp_path / "r", *extra)
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     for host in inventory(rendered["env"])["sip_proxies"] if how != "--limit" else [proxy]:
@@ -247,6 +249,15 @@ def test_the_firewall_layer_alone_writes_the_same_rules(rendered, tmp_path):
     hosts = [h for g in EDGE_GROUPS for h in inventory(rendered["env"])[g]]
     for host in hosts:
         assert (tmp_path / "r" / host / "sipedge.nft").read_bytes() == (rendered["out"] / host / "sipedge.nft").read_bytes(), host
+
+
+def test_upgrading_a_single_proxy_without_a_way_to_drain_it_is_refused(tmp_path):
+    """staging has one proxy and no sip_upgrade_proxy_out_tasks: upgrade.yml refuses before anything."""
+    run = ansible_render("staging", tmp_path / "r", "-e", "sip_render_playbook=upgrade.yml")
+    assert run.returncode != 0
+    text = " ".join((run.stdout + run.stderr).split())
+    assert "is the only proxy and sip_upgrade_proxy_out_tasks is empty" in text and "sip_upgrade_restart_window" in text
+    assert not list((tmp_path / "r").rglob("opensips.cfg"))
 
 
 def test_a_proxy_without_its_relay_fails_naming_the_socket(tmp_path):
