@@ -51,7 +51,7 @@ skipped_reason: {description: Why nothing was sent (missing_ok and no OpenSIPS).
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.opensips_mi import MIError, mi_call
+from ansible_collections.sipedge.edge.plugins.module_utils.opensips_mi import MIError, mi_call
 
 READ_ONLY = {
     "ds_list", "ul_dump", "ul_show_contact", "dlg_list", "dlg_list_ctx", "get_statistics", "list_statistics",

@@ -36,7 +36,7 @@ options:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.opensips_mysql import (  # pylint: disable=import-error
+from ansible_collections.sipedge.edge.plugins.module_utils.opensips_mysql import (  # pylint: disable=import-error
     CONNECTION_ARGS, HAS_PYMYSQL, META_TABLE, columns_of, connect, database_exists, query, quote, release_key,
     run_script, schema_files, tables_of, version_rows)
 

@@ -34,7 +34,7 @@ options:
 import hashlib
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.opensips_mysql import (  # pylint: disable=import-error
+from ansible_collections.sipedge.edge.plugins.module_utils.opensips_mysql import (  # pylint: disable=import-error
     CONNECTION_ARGS, HAS_PYMYSQL, columns_of, connect, query, quote)
 
 HASHES = {"ha1": "md5", "ha1_sha256": "sha256", "ha1_sha512t256": "sha512_256", "ha1b": None}

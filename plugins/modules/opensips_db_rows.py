@@ -23,7 +23,7 @@ options:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.opensips_mysql import (  # pylint: disable=import-error
+from ansible_collections.sipedge.edge.plugins.module_utils.opensips_mysql import (  # pylint: disable=import-error
     CONNECTION_ARGS, HAS_PYMYSQL, columns_of, connect, query, quote)
 
 
