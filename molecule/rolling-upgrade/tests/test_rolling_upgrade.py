@@ -99,7 +99,7 @@ def test_every_node_was_handled_one_at_a_time(upgrade_run):
     assert order == sorted(order)
     # serial: 1 -> one "Take it out of rotation" (the opensips role's tasks_from: drain) per proxy,
     # each finished before the next
-    assert out.count("TASK [opensips : Take it out of rotation") == len(PROXIES)
+    assert out.count("opensips : Take it out of rotation") == len(PROXIES)  # TASK [sipedge.edge.opensips : ...]
 
 
 @pytest.mark.parametrize("proxy", sorted(PROXIES))
