@@ -251,14 +251,19 @@ def load(client, kind: str, target: str, accounts, callee_hold_ms: int, duration
     return passed(result, calls, measured), result
 
 
-def relay_config(proxy_ip: str, media: list[str], registrar: str, workers: int, mpath: str) -> str:
-    """The bare stateless relay: what every SIP proxy does at least, nothing more."""
+def relay_config(proxy_ip: str, core_ip: str, media: list[str], registrar: str, workers: int, mpath: str) -> str:
+    """The bare stateless relay: what every SIP proxy does at least, nothing more. Like the edge,
+    it takes the phones on ``proxy_ip`` and reaches the core (media servers, registrar) from
+    ``core_ip``, its internal address, when that differs."""
+    core_socket = f"socket=udp:{core_ip}:{RELAY_PORT}" if core_ip != proxy_ip else ""
+    to_core = f'force_send_socket("udp:{core_ip}:{RELAY_PORT}");' if core_ip != proxy_ip else ""
     return f"""# {BENCH_TAG}: bare stateless relay (benchmarks/sip_edge_bench.py), removed after the run
 log_level=1
 stderror_enabled=no
 syslog_enabled=yes
 udp_workers={workers}
 socket=udp:{proxy_ip}:{RELAY_PORT}
+{core_socket}
 mpath="{mpath}"
 loadmodule "sl.so"
 loadmodule "sipmsgops.so"
@@ -278,6 +283,7 @@ route {{
 	}}
 	if (is_method("REGISTER")) {{
 		$du = "{registrar}";
+		{to_core}
 		forward();
 		exit;
 	}}
@@ -286,6 +292,7 @@ route {{
 		$du = "{media[0]}";
 	else
 		$du = "{media[-1]}";
+	{to_core}
 	forward();
 	exit;
 }}
@@ -309,9 +316,9 @@ def nft_close(host) -> None:
 class Baseline:
     """A bare stateless OpenSIPS on the proxy and a SIPp digest registrar on the first media server."""
 
-    def __init__(self, proxy, fs, proxy_ip, fs_ip, client_ip, media_uris, accounts):
+    def __init__(self, proxy, fs, proxy_ip, core_ip, fs_ip, client_ip, media_uris, accounts):
         self.proxy, self.fs = proxy, fs
-        self.proxy_ip, self.fs_ip, self.client_ip = proxy_ip, fs_ip, client_ip
+        self.proxy_ip, self.core_ip, self.fs_ip, self.client_ip = proxy_ip, core_ip, fs_ip, client_ip
         self.media_uris, self.accounts = media_uris, accounts
 
     def __enter__(self):
@@ -328,14 +335,14 @@ class Baseline:
             raise RuntimeError("the proxy has no opensips binary (docker mode): the baseline needs the package")
         mpath = self.proxy.check_output("dirname $(find /usr/lib -path '*opensips/modules/sl.so' | head -1)")
         workers = self.proxy.run("sed -n 's/^udp_workers=//p' /etc/opensips/opensips.cfg").stdout.strip() or "4"
-        cfg = relay_config(self.proxy_ip, self.media_uris, f"sip:{self.fs_ip}:{REGISTRAR_PORT}", int(workers), mpath)
+        cfg = relay_config(self.proxy_ip, self.core_ip, self.media_uris, f"sip:{self.fs_ip}:{REGISTRAR_PORT}", int(workers), mpath)
         self.proxy.check_output(f"mkdir -p /tmp/{BENCH_TAG} && echo {shlex.quote(cfg)} > /tmp/{BENCH_TAG}/relay.cfg")
         check = self.proxy.run(f"opensips -C -f /tmp/{BENCH_TAG}/relay.cfg")
         if check.rc != 0:
             raise RuntimeError(f"the relay config does not parse: {check.stderr[-800:]}")
         for source in [self.client_ip] + [re.sub(r"^sips?:([^:;]+).*$", r"\1", u) for u in self.media_uris]:
             nft_open(self.proxy, source, RELAY_PORT)
-        nft_open(self.fs, self.proxy_ip, REGISTRAR_PORT)
+        nft_open(self.fs, self.core_ip, REGISTRAR_PORT)
         self.proxy.check_output(f"opensips -f /tmp/{BENCH_TAG}/relay.cfg -P /tmp/{BENCH_TAG}/relay.pid "
                                 "-m 256 -M 32")
         users = "\n".join(f"{a.user};{a.domain};{a.password}" for a in self.accounts)
@@ -497,9 +504,9 @@ def main() -> int:
     if not hosts["client"]:
         raise SystemExit("no SIPp host: give --client or a sip_clients group")
     info = ansible_value(inventory, hosts["proxy"],
-                         "{'listen': opensips_listen_address, 'domain': sip_domain, 'subscribers': sip_subscribers,"
+                         "{'listen': opensips_listen_address, 'core': opensips_internal_address | default(''), 'domain': sip_domain, 'subscribers': sip_subscribers,"
                          " 'sets': opensips_dispatcher_sets, 'exempt': opensips_pike_exempt_networks | default([])}")
-    client_ip = ansible_value(inventory, hosts["client"], "sip_internal_address | default(lab_ipv4)"
+    client_ip = ansible_value(inventory, hosts["client"], "sip_public_address | default(sip_internal_address)"
                                                           " | default(ansible_host)")
     callee = ansible_value(inventory, hosts["client"], "lab_client_callee | default('9000')")
     accounts = [sipkit.Account(s["username"], s.get("domain", info["domain"]), s["password"], callee)
@@ -535,7 +542,8 @@ def main() -> int:
             fs_ip = re.sub(r"^sips?:([^:;]+).*$", r"\1", media[0])
             proxy_ip = info["listen"]
             try:
-                with Baseline(remote(hosts["proxy"], inventory), remote(hosts["fs"], inventory), proxy_ip, fs_ip,
+                with Baseline(remote(hosts["proxy"], inventory), remote(hosts["fs"], inventory), proxy_ip,
+                              info["core"] or proxy_ip, fs_ip,
                               client_ip, media, accounts) as relay:
                     sip["register_baseline"] = search("register", relay, "relay REGISTER", relay_probe)
                     sip["call_baseline"] = search("call", relay, "relay calls", relay_probe)

@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+# The scenario's whole inventory directory, as molecule's own converge reads it: the generated file
+# plus what molecule.yml links there (a hosts file with host variables, group_vars).
+INVENTORY_DIR = os.path.dirname(INVENTORY)
 
 
 @dataclass
@@ -101,7 +104,7 @@ def destinations(host):
 def run_playbook(playbook: Path, limit: str | None, *extra_vars, inventories=()) -> subprocess.CompletedProcess:
     """A scenario's playbook against its inventory (plus ``inventories``), as an operator changing
     inventory would: ``--limit`` when given, each extra var a string or a dict (sent as JSON)."""
-    args = ["ansible-playbook", "-i", INVENTORY]
+    args = ["ansible-playbook", "-i", INVENTORY_DIR or INVENTORY]
     for inv in inventories:
         args += ["-i", str(inv)]
     args.append(str(playbook))

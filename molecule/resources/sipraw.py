@@ -15,6 +15,10 @@ Standard library only (it runs on the test containers). Jobs (``action``):
   ``auth_user``/``password`` for the request of ``user`` (To/From), with
   ``header`` (Authorization or Proxy-Authorization) and ``decoys`` (extra
   header lines placed before or after the credentials, ``decoy_first``).
+- ``spoof``: send ``messages`` as raw IPv4/UDP datagrams whose source is
+  ``source`` (``{ip, port}``: an address the sender does not own, e.g. a
+  media server's), to ``target`` (needs CAP_NET_RAW). Nothing can come back:
+  replies go to the forged source.
 - ``invite``: the same for an INVITE to ``callee`` claiming ``from_user`` and
   answering the 407 with ``auth_user``'s credentials; the call is cancelled
   once a provisional or final reply came.
@@ -28,6 +32,7 @@ import re
 import secrets
 import select
 import socket
+import struct
 import sys
 import time
 
@@ -237,8 +242,46 @@ def do_send(job: dict, phone: Phone) -> dict:
     return {"codes": [code(m) for m in replies], "messages": replies}
 
 
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def datagram(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
+    """An IPv4 header and a UDP header (with its checksum) around ``payload``."""
+    saddr, daddr = socket.inet_aton(src[0]), socket.inet_aton(dst[0])
+    length = 8 + len(payload)
+    udp = struct.pack("!HHHH", src[1], dst[1], length, 0)
+    pseudo = saddr + daddr + struct.pack("!BBH", 0, socket.IPPROTO_UDP, length)
+    udp = struct.pack("!HHHH", src[1], dst[1], length, checksum(pseudo + udp + payload) or 0xFFFF)
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, secrets.randbelow(65536), 0, 64,
+                         socket.IPPROTO_UDP, 0, saddr, daddr)
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return header + udp + payload
+
+
+def do_spoof(job: dict) -> dict:
+    src = (job["source"]["ip"], int(job["source"]["port"]))
+    dst = (job["proxy"], int(job.get("port", 5060)))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    branch = "z9hG4bK" + token()
+    for n, text in enumerate(job["messages"]):
+        payload = text.format(local=f"{src[0]}:{src[1]}", ip=src[0], port=src[1], branch=branch, n=n)
+        raw.sendto(datagram(src, dst, payload.replace("\r\n", "\n").replace("\n", "\r\n").encode()), dst)
+        time.sleep(job.get("pace", 0.05))
+    raw.close()
+    return {"sent": len(job["messages"]), "codes": [], "messages": []}
+
+
 def main() -> int:
     job = json.loads(sys.argv[1])
+    if job["action"] == "spoof":
+        print(json.dumps(do_spoof(job)))
+        return 0
     phone = Phone(job["proxy"], job.get("port", 5060), job.get("local_port", 0), job.get("listen_port", 0))
     result = {"register": do_register, "invite": do_invite, "send": do_send}[job["action"]](job, phone)
     if phone.listener:

@@ -153,6 +153,11 @@ def sip_uri_port(uri: str) -> int:
     return 5061 if sip_uri_transport(uri) == "tls" else 5060
 
 
+# permissions `address` groups: sources trusted on every socket, and the media servers (core side only)
+TRUSTED_GROUP = 1
+MEDIA_SERVER_GROUP = 2
+
+
 def opensips_trusted(trusted_sources, dispatcher_sets) -> list[dict]:
     """Trusted sources plus every media server (dispatcher destination) given by IP address.
 
@@ -161,6 +166,10 @@ def opensips_trusted(trusted_sources, dispatcher_sets) -> list[dict]:
     only that port is trusted; over a stream transport the source port is
     ephemeral and any port of that transport is trusted. An explicitly listed
     source wins over a derived one with the same address.
+
+    Media servers are core peers (``group`` MEDIA_SERVER_GROUP): the proxy trusts them only on its
+    core-side socket, so their address forged from the public side earns nothing. Listed sources
+    (carriers, trunks) are in TRUSTED_GROUP, trusted on any socket.
     """
     out = [dict(t) for t in (trusted_sources or [])]
     explicit = {t["address"] for t in out}
@@ -173,7 +182,7 @@ def opensips_trusted(trusted_sources, dispatcher_sets) -> list[dict]:
             if not (host and is_ip(host)) or host in explicit or (host, port, proto) in seen:
                 continue
             seen.add((host, port, proto))
-            out.append({"address": host, "port": port, "proto": proto,
+            out.append({"address": host, "port": port, "proto": proto, "group": MEDIA_SERVER_GROUP,
                         "description": f"media server (dispatcher set {dset['id']})"})
     return out
 
@@ -201,10 +210,11 @@ def opensips_dispatcher_rows(dispatcher_sets) -> list[dict]:
     return rows
 
 
-def opensips_address_rows(trusted_sources, dispatcher_sets, group: int = 1) -> list[dict]:
-    """Rows of the permissions `address` table: the trusted sources plus the media servers."""
+def opensips_address_rows(trusted_sources, dispatcher_sets, group: int = TRUSTED_GROUP) -> list[dict]:
+    """Rows of the permissions `address` table: the trusted sources (``group``) plus the media
+    servers (MEDIA_SERVER_GROUP)."""
     return [{
-        "grp": group,
+        "grp": t.get("group", group),
         "ip": t["address"],
         "mask": int(t.get("mask", 128 if ":" in t["address"] else 32)),
         "port": int(t.get("port", 0)),

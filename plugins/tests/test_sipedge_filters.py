@@ -35,6 +35,8 @@ def test_address_rows_add_media_servers_given_by_ip_only():
         ("10.0.0.41", 32, 5060, "udp"), ("10.0.0.42", 32, 5060, "udp"),
     ]
     assert all(len(r["context_info"]) <= 32 for r in rows)
+    # carriers are trusted on any socket (group 1), media servers on the core side only (group 2)
+    assert [r["grp"] for r in rows] == [1, 1, 2, 2]
 
 
 def test_media_servers_are_trusted_by_transport_and_port():

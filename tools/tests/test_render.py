@@ -130,24 +130,49 @@ def internal(address: str) -> bool:
 def test_each_proxy_listens_on_its_own_address(rendered):
     env, out = rendered["env"], rendered["out"]
     inv = inventory(env)
-    sockets = group_vars(env, "sip_proxies")["opensips_sockets"]
+    proxy_vars = group_vars(env, "sip_proxies")
+    sockets = proxy_vars["opensips_sockets"]
+    core_port = str(proxy_vars.get("opensips_internal_port", 5060))
     relays = sorted(f"udp:{hv['sip_internal_address']}:2223" for hv in inv["media_relays"].values())
     db = next(iter(inv["sip_db"].values()))
     for host, hv in inv["sip_proxies"].items():
         cfg = (out / host / "opensips.cfg").read_text()
-        listening = re.findall(r"^socket=(\w+):([^:\s]+):(\d+)", cfg, re.M)
-        # group_vars: opensips_listen_address is the proxy's public (advertised) address, and the
-        # core side (opensips_internal_address) listens on udp and tcp 5060 for the media servers
-        assert sorted(listening) == sorted([(s["proto"], hv["sip_public_address"], str(s["port"])) for s in sockets]
-                                           + [("udp", hv["sip_internal_address"], "5060"),
-                                              ("tcp", hv["sip_internal_address"], "5060")])
-        # every phone-facing socket is on a public address
-        phone_facing = [addr for _, addr, _ in listening if addr != hv["sip_internal_address"]]
+        listening = re.findall(r"^socket=(\w+):([^:\s]+):(\d+)(?: as ([^:\s]+):\d+)?$", cfg, re.M)
+        # production: the phone side binds the public address (a multi-homed host); staging: the
+        # internal one, advertised as the public address (1:1 NAT). The core side
+        # (opensips_internal_address) listens on udp and tcp for the media servers, advertising nothing.
+        phone_bind = hv["sip_internal_address"] if "advertise" in sockets[0] else hv["sip_public_address"]
+        expected = [(s["proto"], phone_bind, str(s["port"]), hv["sip_public_address"] if "advertise" in s else "")
+                    for s in sockets]
+        expected += [(proto, hv["sip_internal_address"], core_port, "") for proto in ("udp", "tcp")]
+        assert sorted(listening) == sorted(expected)
+        # every phone-facing socket shows a public address to the phones
+        phone_facing = [advertised or addr for _, addr, port, advertised in listening
+                        if (addr, port) != (hv["sip_internal_address"], core_port)]
         assert phone_facing and not any(internal(addr) for addr in phone_facing), phone_facing
         assert f'"rtpengine_sock", "{" ".join(relays)}"' in cfg
         # the database by its internal address, never a management name
         assert re.search(rf'"db_url", "mysql://opensips:[^@"]+@{re.escape(db["sip_internal_address"])}:3306/opensips"', cfg)
         assert "/usr/lib/x86_64-linux-gnu/opensips/modules/" in cfg
+
+
+def test_each_offer_names_its_side_of_the_bridging_relay(rendered):
+    """Phones see only the relay's public side and media servers only its core side: each relay has
+    both interfaces, the public one showing a public address, and every offer names its direction."""
+    env, out = rendered["env"], rendered["out"]
+    inv = inventory(env)
+    for host, hv in inv["media_relays"].items():
+        conf = (out / host / "rtpengine.conf").read_text()
+        interfaces = dict(re.findall(r"([\w.-]+)/([^;\s]+)", re.search(r"^interface = (.*)$", conf, re.M).group(1)))
+        public_side = interfaces["public"].split("!")[-1]
+        assert public_side == hv["sip_public_address"] and not internal(public_side), interfaces
+        assert interfaces["core"] == hv["sip_internal_address"], interfaces
+    for host, hv in inv["sip_proxies"].items():
+        cfg = (out / host / "opensips.cfg").read_text()
+        offers = re.findall(r'rtpengine_offer\("([^"]*)"\)', cfg)
+        assert offers and all("in-iface=$var(media_in) out-iface=$var(media_out)" in o for o in offers), offers
+        assert f'if ($socket_in(ip) == "{hv["sip_internal_address"]}"' in cfg
+        assert f'if ($socket_out(ip) == "{hv["sip_internal_address"]}"' in cfg
 
 
 def test_every_media_server_admits_the_address_each_proxy_sends_from(rendered):
@@ -160,7 +185,7 @@ def test_every_media_server_admits_the_address_each_proxy_sends_from(rendered):
         sent_from = set(re.findall(r"^\s*force_send_socket\(\"(?:udp|tcp):([^:\"]+):\d+\"\);", cfg, re.M))
         assert len(sent_from) == 1, (host, sent_from)
         sources[host] = ipaddress.ip_address(sent_from.pop())
-        assert re.search(rf"^socket=udp:{re.escape(str(sources[host]))}:5060$", cfg, re.M), host
+        assert re.search(rf"^socket=udp:{re.escape(str(sources[host]))}:\d+$", cfg, re.M), host
     for fs in inventory(env)["media_servers"]:
         acl = ET.parse(out / fs / "acl.conf.xml").getroot()
         trusted = [ipaddress.ip_network(n.get("cidr")) for n in acl.iter("node") if n.get("cidr") and n.get("type") == "allow"]

@@ -19,12 +19,10 @@ import pytest
 
 import sipkit
 from opensips_checks import mi, other, push_script
+from stack import CLIENT, CLIENT2, FS1, PROXY, PROXY_CORE
 
 testinfra_hosts = ["ansible://stack-proxy"]
 
-PROXY = "10.210.90.10"
-CLIENT, CLIENT2 = "10.210.90.100", "10.210.90.101"
-FS1, FS2 = "10.210.90.41", "10.210.90.42"
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 LISTEN = 5098  # a "foreign host" port on the attacker's own container: nothing may be relayed there
 
@@ -234,11 +232,12 @@ def test_a_media_server_is_trusted_from_its_sip_port_only(fs1_sip_port_free, lab
     fs1 = fs1_sip_port_free
     # from its dispatcher URI's port (5060): not challenged, relayed (100 Trying), then cancelled
     # (cancelled well before the stand-ins' 500 ms ring ends, so no call is left answered)
-    trusted = raw(fs1, action="send", local_port=5060, wait=2, pace=0.1,
+    # (a media server is on the core network: it reaches the proxy's internal socket)
+    trusted = raw(fs1, action="send", proxy=PROXY_CORE, local_port=5060, wait=2, pace=0.1,
                   messages=[trunk_invite(lab, "5060"), trunk_cancel(lab, "5060")])
     assert 407 not in trusted["codes"] and 100 in trusted["codes"], trusted["codes"]
     # the same address from another port: a stranger, challenged
-    other_port = raw(fs1, action="send", local_port=5080, wait=2, messages=[trunk_invite(lab, "5080")])
+    other_port = raw(fs1, action="send", proxy=PROXY_CORE, local_port=5080, wait=2, messages=[trunk_invite(lab, "5080")])
     assert other_port["codes"] == [407], other_port["codes"]
 
 

@@ -18,13 +18,10 @@ import pytest
 
 import sipkit
 from opensips_checks import destinations, mi, other
+from stack import CLIENT, CLIENT2, MEDIA, PROXY, RELAY  # noqa: F401 (CLIENT2: the attacker)
 
 testinfra_hosts = ["ansible://stack-proxy"]
 
-PROXY = "10.210.90.10"
-RELAY = "10.210.90.30"
-CLIENT, CLIENT2 = "10.210.90.100", "10.210.90.101"
-MEDIA = {"stack-fs1": "sip:10.210.90.41:5060", "stack-fs2": "sip:10.210.90.42:5060"}
 DB_CLI = "mysql --defaults-file=/etc/mysql/opensips-db-admin.cnf -N -B opensips"
 CA = "/tmp/stack-lab-ca.pem"
 

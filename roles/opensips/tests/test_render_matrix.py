@@ -50,9 +50,16 @@ VARIANTS = {
     "multi-homed": {
         "opensips_listen_address": "203.0.113.10", "opensips_internal_address": "10.0.0.10",
         "opensips_sockets": [{"proto": "udp", "port": 5060}, {"proto": "tcp", "port": 5060}, {"proto": "tls", "port": 5061}],
-        "opensips_media_relay": "rtpengine",
+        "opensips_media_relay": "rtpengine", "opensips_rtpengine_bridge": {"public": "pub", "core": "core"},
         "opensips_dispatcher_sets": [{"id": 1, "destinations": [
             {"uri": "sip:10.0.0.41:5080"}, {"uri": "sip:10.0.0.42:5080;transport=tcp"}]}],
+    },
+    # a cloud instance behind 1:1 NAT: one address, phone sockets advertised, the core on its own port
+    "cloud-nat": {
+        "opensips_listen_address": "10.0.0.10", "opensips_internal_address": "10.0.0.10", "opensips_internal_port": 5070,
+        "opensips_sockets": [{"proto": "udp", "port": 5060, "advertise": "203.0.113.10"},
+                             {"proto": "tcp", "port": 5060, "advertise": "203.0.113.10"}],
+        "opensips_media_relay": "rtpengine", "opensips_rtpengine_bridge": {"public": "public", "core": "core"},
     },
     # started for real (no database, loopback only) to prove the tables load
     "table-load": {
@@ -232,9 +239,9 @@ def test_version_file_declares_the_table_versions(rendered):
 def test_media_servers_are_trusted_by_address(rendered):
     rows = (rendered / "3.6-registrar-auth-nat" / "dbtext" / "address").read_text().splitlines()[1:]
     assert rows[0] == r"1:1:198.51.100.7:32:0:any::carrier\: trunk"
-    # media servers: address, transport and the port of their URI
-    assert rows[1] == "2:1:10.0.0.41:32:5060:udp::media server (dispatcher set 1)"
-    assert rows[2] == r"3:1:2001\:db8\:\:42:128:5060:udp::media server (dispatcher set 1)"
+    # media servers: address, transport and the port of their URI, in group 2 (trusted on the core side only)
+    assert rows[1] == "2:2:10.0.0.41:32:5060:udp::media server (dispatcher set 1)"
+    assert rows[2] == r"3:2:2001\:db8\:\:42:128:5060:udp::media server (dispatcher set 1)"
     assert len(rows) == 3
 
 
@@ -266,6 +273,29 @@ def test_advertised_address_is_rendered(rendered):
     assert "socket=udp:192.0.2.10:5060 as 203.0.113.5:5060" in cfg
 
 
+def test_a_cloud_proxy_keeps_its_core_side_on_its_own_port(rendered):
+    """1:1 NAT: the phones' sockets advertise the public address; the core side is the same address
+    on opensips_internal_port, advertising nothing, and what goes to the media servers leaves from it."""
+    cfg = (rendered / "3.6-cloud-nat" / "opensips.cfg").read_text()
+    assert "socket=udp:10.0.0.10:5060 as 203.0.113.10:5060" in cfg
+    assert "\nsocket=udp:10.0.0.10:5070\n" in cfg and "\nsocket=tcp:10.0.0.10:5070\n" in cfg
+    assert 'force_send_socket("udp:10.0.0.10:5070");' in cfg
+    assert 'modparam("dispatcher", "ds_probing_sock", "udp:10.0.0.10:5070")' in cfg
+    # a bridging relay: the core side is told from the public one by address and port
+    assert 'if ($socket_in(ip) == "10.0.0.10" && $socket_in(port) == 5070)' in cfg
+    # the media servers (address group 2) are trusted on that socket only
+    assert 'else if ($socket_in(ip) == "10.0.0.10" && $socket_in(port) == 5070 && check_source_address(2))' in cfg
+    assert "in-iface=$var(media_in) out-iface=$var(media_out)" in cfg
+
+
+def test_a_multi_homed_proxy_names_each_offers_direction(rendered):
+    cfg = (rendered / "3.6-multi-homed" / "opensips.cfg").read_text()
+    assert '$var(media_in) = "pub";' in cfg and '$var(media_out) = "core";' in cfg
+    assert 'modparam("dispatcher", "ds_probing_sock", "udp:10.0.0.10:5060")' in cfg
+    # no bridge without a relay that bridges
+    assert "in-iface" not in (rendered / "3.6-rtpengine-tls-webrtc" / "opensips.cfg").read_text()
+
+
 def test_db_password_is_url_encoded(rendered):
     cfg = (rendered / "3.6-registrar-auth-nat" / "opensips.cfg").read_text()
     assert "mysql://opensips:s3cret%3Awith%40odd%2Fchars@192.0.2.20:3306/opensips" in cfg
@@ -295,6 +325,14 @@ BAD_INPUT = {
     # no relay exported its socket (e.g. --limit without the relays): no guess at 127.0.0.1
     "rtpengine-without-socket": ({"opensips_media_relay": "rtpengine", "opensips_rtpengine_socket": ""},
                                  "opensips_rtpengine_socket is empty: with opensips_media_relay rtpengine"),
+    # a bridge tells the core side by the internal socket: without one it cannot
+    "bridge-without-internal-address": ({"opensips_media_relay": "rtpengine", "opensips_rtpengine_socket": "udp:10.0.0.30:2223",
+                                         "opensips_rtpengine_bridge": {"public": "public", "core": "core"}},
+                                        "opensips_rtpengine_bridge is"),
+    # the core must not be told the phones' advertised address
+    "core-shares-an-advertised-socket": ({"opensips_internal_address": "192.0.2.10",
+                                          "opensips_sockets": [{"proto": "udp", "port": 5060, "advertise": "203.0.113.5"}]},
+                                         "may advertise another address"),
     "rtpproxy-socket-not-a-socket": ({"opensips_media_relay": "rtpproxy", "opensips_rtpproxy_socket": "relay1:7722"},
                                      "opensips_rtpproxy_socket is relay1:7722"),
 }
