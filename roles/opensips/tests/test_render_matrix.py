@@ -61,6 +61,26 @@ VARIANTS = {
                              {"proto": "tcp", "port": 5060, "advertise": "203.0.113.10"}],
         "opensips_media_relay": "rtpengine", "opensips_rtpengine_bridge": {"public": "public", "core": "core"},
     },
+    # a pair behind a floating address, node 1 of 2, and three nodes behind DNS SRV
+    "cluster-active-backup": {
+        "opensips_listen_address": "203.0.113.10", "opensips_internal_address": "10.0.0.10",
+        "opensips_cluster_mode": "active-backup", "opensips_cluster_node_id": 1,
+        "opensips_cluster_nodes": [{"id": 1, "host": "localhost", "address": "10.0.0.10"},
+                                   {"id": 2, "host": "sip2", "address": "10.0.0.11"}],
+    },
+    "cluster-active-active": {
+        "opensips_listen_address": "203.0.113.12", "opensips_internal_address": "10.0.0.12",
+        "opensips_database_enabled": False, "opensips_auth_enabled": False,
+        "opensips_cluster_mode": "active-active", "opensips_cluster_node_id": 3,
+        "opensips_cluster_nodes": [{"id": 1, "host": "sip1", "address": "10.0.0.10"},
+                                   {"id": 2, "host": "sip2", "address": "10.0.0.11"},
+                                   {"id": 3, "host": "localhost", "address": "10.0.0.12"}],
+    },
+    # RTPProxy in bridge mode between the two sides
+    "rtpproxy-bridge": {
+        "opensips_listen_address": "203.0.113.10", "opensips_internal_address": "10.0.0.10",
+        "opensips_media_relay": "rtpproxy", "opensips_rtpproxy_bridge": True,
+    },
     # started for real (no database, loopback only) to prove the tables load
     "table-load": {
         "opensips_listen_address": "127.0.0.1",
@@ -296,6 +316,30 @@ def test_a_multi_homed_proxy_names_each_offers_direction(rendered):
     assert "in-iface" not in (rendered / "3.6-rtpengine-tls-webrtc" / "opensips.cfg").read_text()
 
 
+def test_a_bridging_rtpproxy_gets_the_direction_of_offer_and_answer(rendered):
+    cfg = (rendered / "3.6-rtpproxy-bridge" / "opensips.cfg").read_text()
+    assert 'rtpproxy_offer("ros$avp(media_in)$avp(media_out)")' in cfg
+    assert 'rtpproxy_answer("ros$avp(media_out)$avp(media_in)")' in cfg
+    assert 'if ($socket_in(ip) == "10.0.0.10" && $socket_in(port) == 5060)' in cfg
+    assert 'rtpproxy_offer("ro")' in (rendered / "3.6-rtpproxy-db-backends" / "opensips.cfg").read_text()
+
+
+def test_a_cluster_pair_replicates_and_follows_its_floating_address(rendered):
+    cfg = (rendered / "3.6-cluster-active-backup" / "opensips.cfg").read_text()
+    assert "\nsocket=bin:10.0.0.10:5566\n" in cfg
+    assert 'modparam("clusterer", "my_node_id", 1)' in cfg
+    assert 'modparam("clusterer", "neighbor_node_info", "cluster_id=1, node_id=2, url=bin:10.0.0.11:5566")' in cfg
+    assert 'modparam("clusterer", "sharing_tag", "vip/1=backup")' in cfg
+    assert 'modparam("usrloc", "working_mode_preset", "full-sharing-cluster")' in cfg
+    assert 'modparam("dialog", "dialog_replication_cluster", 1)' in cfg and 'set_dlg_sharing_tag("vip");' in cfg
+    assert 'modparam("dispatcher", "cluster_probing_mode", "by-shtag")' in cfg
+    # registrations live in the cluster, not in SQL
+    assert 'modparam("usrloc", "db_url"' not in cfg
+    other = (rendered / "3.6-cluster-active-active" / "opensips.cfg").read_text()
+    assert 'modparam("usrloc", "working_mode_preset", "federation-cluster")' in other
+    assert other.count('"neighbor_node_info"') == 2 and "sharing_tag" not in other
+
+
 def test_db_password_is_url_encoded(rendered):
     cfg = (rendered / "3.6-registrar-auth-nat" / "opensips.cfg").read_text()
     assert "mysql://opensips:s3cret%3Awith%40odd%2Fchars@192.0.2.20:3306/opensips" in cfg
@@ -329,6 +373,10 @@ BAD_INPUT = {
     "bridge-without-internal-address": ({"opensips_media_relay": "rtpengine", "opensips_rtpengine_socket": "udp:10.0.0.30:2223",
                                          "opensips_rtpengine_bridge": {"public": "public", "core": "core"}},
                                         "opensips_rtpengine_bridge is"),
+    "cluster-without-internal-address": ({"opensips_cluster_mode": "active-active"},
+                                         "a cluster needs opensips_internal_address"),
+    "rtpproxy-bridge-without-internal-address": ({"opensips_media_relay": "rtpproxy", "opensips_rtpproxy_bridge": True},
+                                                 "opensips_rtpproxy_bridge is true"),
     # the core must not be told the phones' advertised address
     "core-shares-an-advertised-socket": ({"opensips_internal_address": "192.0.2.10",
                                           "opensips_sockets": [{"proto": "udp", "port": 5060, "advertise": "203.0.113.5"}]},
