@@ -63,3 +63,25 @@ def test_longest_job_starts_first(tmp_path, monkeypatch, capsys):
     run_tests.run_jobs([_sleeper("short", 0), _sleeper("long", 0)], lanes=1)
     out = capsys.readouterr().out
     assert out.index("started  long") < out.index("started  short")
+
+
+def test_scenarios_and_the_lab_never_share_a_network():
+    """The jobs run side by side (and next to a running lab): two Docker networks on overlapping
+    subnets, or with one name, cannot both exist, so the second scenario would fail to start."""
+    import ipaddress
+
+    import yaml
+
+    networks = []
+    for path in sorted(run_tests.MOLECULE.glob("*/molecule.yml")):
+        for platform in yaml.safe_load(path.read_text()).get("platforms", []):
+            for net in platform.get("docker_networks", []):
+                for ipam in net.get("ipam_config", []):
+                    networks.append((path.parent.name, net["name"], ipaddress.ip_network(ipam["subnet"])))
+    lab = yaml.safe_load((run_tests.ROOT / "inventories/lab/group_vars/all/lab.yml").read_text())["lab_networks"]
+    networks += [("lab", n["name"], ipaddress.ip_network(n["subnet"])) for n in lab.values()]
+    assert len(networks) >= 14
+    for i, (owner, name, subnet) in enumerate(networks):
+        for other_owner, other_name, other_subnet in networks[i + 1:]:
+            assert name != other_name, (owner, other_owner, name)
+            assert not subnet.overlaps(other_subnet), f"{owner}/{name} {subnet} overlaps {other_owner}/{other_name} {other_subnet}"

@@ -336,8 +336,10 @@ def test_a_cluster_pair_replicates_and_follows_its_floating_address(rendered):
     # registrations live in the cluster, not in SQL
     assert 'modparam("usrloc", "db_url"' not in cfg
     other = (rendered / "3.6-cluster-active-active" / "opensips.cfg").read_text()
-    assert 'modparam("usrloc", "working_mode_preset", "federation-cluster")' in other
+    assert 'modparam("usrloc", "working_mode_preset", "full-sharing-cluster")' in other
     assert other.count('"neighbor_node_info"') == 2 and "sharing_tag" not in other
+    # behind DNS SRV a dialog stays on its node (its Record-Route names it): profiles are shared, dialogs not
+    assert '"profile_replication_cluster", 1' in other and "dialog_replication_cluster" not in other
 
 
 def test_db_password_is_url_encoded(rendered):

@@ -1,0 +1,115 @@
+"""Two OpenSIPS proxies as one cluster (opensips_cluster_mode active-active): each sees the other over
+proto_bin, a registration through one is in both, a call through the other proxy reaches the phone,
+a restarted node takes the registrations back from its peer, and only the peer reaches the
+replication port."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import sipkit
+from opensips_checks import mi, other
+
+testinfra_hosts = ["ansible://clu-proxy1"]
+
+PROXY1, PROXY2 = "10.210.65.10", "10.210.65.11"
+CLIENT = "10.210.65.100"
+DOMAIN = "clu.sipedge.test"
+CALLEE_PORT = 5075
+
+
+def account(user: str, password: str, callee: str = "9000") -> sipkit.Account:
+    return sipkit.Account(user, DOMAIN, password, callee)
+
+
+CALLEE = account("1001", "clu-1001-pw")
+CALLER = account("1002", "clu-1002-pw", callee="1001")
+
+
+def wait_for(predicate, timeout: float, step: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def contacts(proxy, user: str) -> list[str]:
+    dump = mi(proxy, "ul_dump")
+    return [c["Contact"] for d in dump["Domains"] for a in d["AORs"] if a["AOR"].split("@")[0] == user
+            for c in a["Contacts"]]
+
+
+def peer_states(proxy) -> dict[int, str]:
+    clusters = mi(proxy, "clusterer_list")["Clusters"]
+    return {n["node_id"]: n["link_state"] for c in clusters for n in c["Nodes"]}
+
+
+@pytest.fixture(scope="module")
+def proxies():
+    return {"clu-proxy1": other("clu-proxy1"), "clu-proxy2": other("clu-proxy2")}
+
+
+@pytest.fixture(scope="module")
+def client():
+    return other("clu-client")
+
+
+def test_each_node_sees_its_peer_up(host, proxies):
+    assert wait_for(lambda: peer_states(proxies["clu-proxy1"]) == {2: "Up"}, timeout=30), peer_states(proxies["clu-proxy1"])
+    assert wait_for(lambda: peer_states(proxies["clu-proxy2"]) == {1: "Up"}, timeout=30), peer_states(proxies["clu-proxy2"])
+
+
+@pytest.fixture(scope="module")
+def registered(host, proxies, client):
+    """1001 registers through proxy 1, at a SIPp UAS on the phone."""
+    for proxy in proxies.values():
+        mi(proxy, "ul_rm", {"table_name": "location", "aor": CALLEE.user})
+    reg = sipkit.run_sipp(client, "register_auth", f"{PROXY1}:5060", accounts=[CALLEE], local_port=CALLEE_PORT)
+    assert reg.successful == 1, reg.summary()
+    return f"sip:{CALLEE.user}@{CLIENT}:{CALLEE_PORT}"
+
+
+def test_a_registration_through_one_node_is_on_both(host, proxies, registered):
+    assert any(registered in c for c in contacts(proxies["clu-proxy1"], CALLEE.user))
+    assert wait_for(lambda: any(registered in c for c in contacts(proxies["clu-proxy2"], CALLEE.user)), timeout=10), \
+        contacts(proxies["clu-proxy2"], CALLEE.user)
+
+
+def test_a_call_through_the_other_node_reaches_the_phone(host, proxies, client, registered):
+    client.run(f"pkill -f '[s]ipp -sf .* -p {CALLEE_PORT}'; rm -rf /tmp/clu-callee; mkdir -p /tmp/clu-callee")
+    client.check_output(f"cd /tmp/clu-callee && (sipp -sf {sipkit.SCENARIO_DIR}/uas_media_server.xml -i {CLIENT} "
+                        f"-p {CALLEE_PORT} -m 1 -nostdin -trace_msg -message_file messages.log >/dev/null 2>&1 &); sleep 1")
+    result = sipkit.run_sipp(client, "uac_call", f"{PROXY2}:5060", accounts=[CALLER], hold_ms=1000)
+    assert (result.rc, result.successful, result.failed) == (0, 1, 0), result.summary()
+    log = client.run("cat /tmp/clu-callee/messages.log").stdout
+    assert "INVITE sip:1001@" in log and f"Via: SIP/2.0/UDP {PROXY2}" in log, log[-3000:]
+
+
+def test_the_replication_port_is_open_to_the_peer_only(host, proxies, client):
+    probe = "timeout 3 bash -c '</dev/tcp/{}/5566'"
+    assert proxies["clu-proxy2"].run(probe.format(PROXY1)).rc == 0
+    assert client.run(probe.format(PROXY1)).rc != 0
+
+
+def test_a_restarted_node_takes_the_registrations_back_from_its_peer(host, proxies, registered):
+    proxy2 = proxies["clu-proxy2"]
+    proxy2.check_output("systemctl restart opensips")
+    # full sharing keeps registrations in memory: they come back from node 1, not from SQL
+    assert wait_for(lambda: proxy2.run("systemctl is-active opensips").stdout.strip() == "active", timeout=30)
+    found = wait_for(lambda: any(registered in c for c in contacts(proxy2, CALLEE.user)), timeout=30, step=2)
+    assert found, contacts(proxy2, CALLEE.user)
+    assert wait_for(lambda: peer_states(proxy2) == {1: "Up"}, timeout=30), peer_states(proxy2)
+
+
+def test_every_node_renders_its_own_id_and_the_other_as_neighbour(host, proxies):
+    for name, own, peer, peer_id in (("clu-proxy1", 1, PROXY2, 2), ("clu-proxy2", 2, PROXY1, 1)):
+        cfg = proxies[name].file("/etc/opensips/opensips.cfg").content_string
+        assert f'modparam("clusterer", "my_node_id", {own})' in cfg, name
+        assert f"node_id={peer_id}, url=bin:{peer}:5566" in cfg, name
+    status = json.dumps(mi(proxies["clu-proxy1"], "clusterer_list"))
+    assert "bin:10.210.65.11:5566" in status
