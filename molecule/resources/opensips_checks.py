@@ -96,6 +96,17 @@ def mi(host, method, params=None):
     return reply["result"]
 
 
+def wait_for(predicate, timeout: float, step: float = 1.0):
+    """``predicate()``'s first true value within ``timeout`` seconds (polled every ``step``), else its
+    last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
 def destinations(host):
     sets = mi(host, "ds_list", {"full": 1})["PARTITIONS"][0]["SETS"]
     return {d["URI"]: d for s in sets for d in s["Destinations"]}

@@ -6,12 +6,11 @@ replication port."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 import sipkit
-from opensips_checks import mi, other
+from opensips_checks import mi, other, wait_for
 
 testinfra_hosts = ["ansible://clu-proxy1"]
 
@@ -28,14 +27,6 @@ def account(user: str, password: str, callee: str = "9000") -> sipkit.Account:
 CALLEE = account("1001", "clu-1001-pw")
 CALLER = account("1002", "clu-1002-pw", callee="1001")
 
-
-def wait_for(predicate, timeout: float, step: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def contacts(proxy, user: str) -> list[str]:

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import sipkit
-from opensips_checks import destinations, mi, other
+from opensips_checks import destinations, mi, other, wait_for
 from stack import CLIENT, CLIENT2, MEDIA, PROXY, RELAY  # noqa: F401 (CLIENT2: the attacker)
 
 testinfra_hosts = ["ansible://stack-proxy"]
@@ -51,14 +51,6 @@ def active_dialogs(host) -> int:
     stats = mi(host, "get_statistics", {"statistics": ["active_dialogs"]})
     return int(stats["dialog:active_dialogs"])
 
-
-def wait_for(predicate, timeout: float, step: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def received(message_log: str, method: str) -> str:
