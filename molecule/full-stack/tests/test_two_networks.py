@@ -11,30 +11,22 @@ stack-core, the proxy and the relay on both (issue: a production-shaped lab).
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import sipkit
-from opensips_checks import mi, other, push_script
+from opensips_checks import mi, other
 from stack import CLIENT, DB, FS1, FS2, PROXY, PROXY_CORE, RELAY, RELAY_CORE, core
+from test_attacks import raw  # the attack module's raw-SIP runner (sipraw.py on a host)
 from test_full_stack import account, call, call_ids, cdrs, received, register, wait_for
 
 testinfra_hosts = ["ansible://stack-proxy"]
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 CORE_NET = re.sub(r"\.\d+$", ".0/24", PROXY_CORE)
-
-
-def raw(host, **job) -> dict:
-    job.setdefault("proxy", PROXY)
-    out = host.check_output(f"python3 {push_script(host, RESOURCES / 'sipraw.py')} {shlex.quote(json.dumps(job))}")
-    return json.loads(out)
 
 
 def options(target: str) -> str:
