@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 
@@ -305,6 +306,21 @@ def opensips_dialogs_towards(dlg_list, addresses, unanswered_ids=None) -> int:
     return count
 
 
+def sip_dialog_table(host) -> str:
+    """The dialog table of one proxy: ``dialog_`` and its inventory name.
+
+    Proxies that share a database keep their dialogs apart: a restarted proxy
+    loads only its own (the dialog module's ``table_name``; opensips_db creates
+    one per proxy, like the vendor's ``dialog``). Characters MySQL would need
+    quoted become ``_``; a name longer than MySQL's 64 keeps a hash of the full
+    one, so two long names never share a table.
+    """
+    name = "dialog_" + re.sub(r"[^A-Za-z0-9_]", "_", str(host))
+    if len(name) > 64:
+        name = name[:55] + "_" + hashlib.sha1(str(host).encode()).hexdigest()[:8]
+    return name
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -327,4 +343,5 @@ class FilterModule:
             "opensips_destinations_at": opensips_destinations_at,
             "opensips_dialogs_towards": opensips_dialogs_towards,
             "opensips_unanswered_dialogs": opensips_unanswered_dialogs,
+            "sip_dialog_table": sip_dialog_table,
         }

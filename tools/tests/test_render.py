@@ -156,6 +156,18 @@ def test_each_proxy_listens_on_its_own_address(rendered):
         assert "/usr/lib/x86_64-linux-gnu/opensips/modules/" in cfg
 
 
+def test_proxies_sharing_the_database_keep_their_dialogs_apart(rendered):
+    """Each proxy names its own dialog table; a shared one made a restarted proxy read the other's calls."""
+    env, out = rendered["env"], rendered["out"]
+    tables = {}
+    for host in inventory(env)["sip_proxies"]:
+        found = re.findall(r'^modparam\("dialog", "table_name", "([^"]+)"\)$', (out / host / "opensips.cfg").read_text(), re.M)
+        assert len(found) == 1, (host, found)
+        tables[host] = found[0]
+    assert tables and len(set(tables.values())) == len(tables), tables
+    assert all(re.fullmatch(r"dialog_[A-Za-z0-9_]{1,57}", t) for t in tables.values()), tables
+
+
 def test_each_offer_names_its_side_of_the_bridging_relay(rendered):
     """Phones see only the relay's public side and media servers only its core side: each relay has
     both interfaces, the public one showing a public address, and every offer names its direction."""
@@ -297,6 +309,8 @@ def test_a_proxy_without_its_relay_fails_naming_the_socket(tmp_path):
 @pytest.mark.parametrize("bad, variable, failing_group", [
     (["-e", "opensips_dispatcher_algorithm=nonsense"], "opensips_dispatcher_algorithm", "sip_proxies"),
     (["-e", "rtpengine_port_min=40000", "-e", "rtpengine_port_max=30000"], "rtpengine_port_min", "media_relays"),
+    # a table name that would need quoting in SQL (or inject it)
+    (["-e", '{"opensips_dialog_table": "dialog; DROP TABLE acc"}'], "opensips_dialog_table", "sip_proxies"),
 ])
 def test_bad_input_fails_the_render_naming_the_variable(tmp_path, bad, variable, failing_group):
     out = tmp_path / "rendered"
