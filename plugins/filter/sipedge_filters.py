@@ -72,7 +72,9 @@ def sip_host_address_entries(hosts, hostvars, ipv6=True) -> dict:
 
     The one place that decides a host's address for the others: its explicit
     ``sip_internal_address`` (one address or a list) wins; otherwise its facts
-    default_ipv4.address and (``ipv6``) default_ipv6.address.
+    default_ipv4.address and (``ipv6``) default_ipv6.address. A host of an
+    active-backup pair also sends from the pair's ``sip_floating_address``
+    while it holds it: that address comes after its own.
     """
     entries, errors = [], []
     for host in _as_list(hosts):
@@ -89,7 +91,11 @@ def sip_host_address_entries(hosts, hostvars, ipv6=True) -> dict:
             if not addresses:
                 errors.append(f"{host}: no default_ipv4/default_ipv6 facts; set sip_internal_address for it")
                 continue
-        for address in addresses:
+        floating = hv.get("sip_floating_address")
+        pairs = [(a, source) for a in addresses]
+        if floating not in (None, ""):
+            pairs.append((floating, "sip_floating_address"))
+        for address, source in pairs:
             ip = _address(address)
             if ip is None:
                 errors.append(f"{host}: {source} {address!r} is not an IPv4/IPv6 address")

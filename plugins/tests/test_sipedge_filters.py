@@ -158,3 +158,23 @@ def test_unanswered_dialogs_count_unless_only_the_pending_ones_are_asked_for():
 def test_parent_dirs_lists_each_parent_once_parents_first():
     assert f.sip_parent_dirs(["opensips.cfg", "dbtext/version", "dbtext/address", "a/b/c.conf"]) == ["dbtext", "a", "a/b"]
     assert f.sip_parent_dirs([]) == []
+
+
+def test_each_proxy_has_its_own_dialog_table_and_a_safe_name():
+    assert f.sip_dialog_table("lab-proxy1") == "dialog_lab_proxy1"
+    assert f.sip_dialog_table("sip1.prod.example.net") == "dialog_sip1_prod_example_net"
+    # nothing that SQL would need quoted, and never longer than MySQL's 64
+    assert f.sip_dialog_table("x`; DROP TABLE acc; --") == "dialog_x___DROP_TABLE_acc____"
+    long_a, long_b = f.sip_dialog_table("a" * 80 + "1"), f.sip_dialog_table("a" * 80 + "2")
+    assert len(long_a) == len(long_b) == 64 and long_a != long_b
+
+
+def test_a_pair_also_sends_from_its_floating_address_after_its_own():
+    hostvars = {"p1": {"sip_internal_address": "10.0.0.10", "sip_floating_address": "10.0.0.50"},
+                "p2": {"sip_internal_address": "10.0.0.11", "sip_floating_address": "10.0.0.50"},
+                "db": {"sip_internal_address": "10.0.0.20"}}
+    assert f.sip_host_addresses(["p1", "p2", "db"], hostvars) == ["10.0.0.10", "10.0.0.50", "10.0.0.11", "10.0.0.20"]
+    # a node's own address stays first (the cluster's proto_bin address)
+    assert f.sip_host_addresses(["p2"], hostvars, False)[0] == "10.0.0.11"
+    bad = {"p1": {"sip_internal_address": "10.0.0.10", "sip_floating_address": "not-an-ip"}}
+    assert f.sip_host_address_entries(["p1"], bad)["errors"] == ["p1: sip_floating_address 'not-an-ip' is not an IPv4/IPv6 address"]

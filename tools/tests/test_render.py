@@ -5,6 +5,7 @@ nothing run against a host."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import subprocess
@@ -321,6 +322,21 @@ def test_bad_input_fails_the_render_naming_the_variable(tmp_path, bad, variable,
         assert not (out / host).exists(), host
     # the render stops at the first failure: no firewall rendered for anybody
     assert not list(out.rglob("sipedge.nft"))
+
+
+def test_a_pair_whose_media_servers_cannot_follow_the_floating_address_is_refused(tmp_path):
+    """production's proxies as an active-backup pair with a public floating address only: the media
+    servers would send their BYEs to a node's own core address, lost when it dies. Refused by name."""
+    pair = {"opensips_cluster_mode": "active-backup", "sip_floating_address": "198.51.100.50",
+            "opensips_listen_address": "198.51.100.50"}
+    overlay = tmp_path / "pair.yml"
+    overlay.write_text(json.dumps({"all": {"children": {"sip_proxies": {"hosts": {
+        h: pair for h in inventory("production")["sip_proxies"]}}}}}))
+    out = tmp_path / "rendered"
+    run = ansible_render(["production", str(overlay)], out)
+    assert run.returncode != 0
+    assert "opensips_internal_address" in run.stdout and "floating address" in run.stdout, run.stdout[-3000:]
+    assert not list(out.rglob("opensips.cfg")) and not list(out.rglob("keepalived.conf"))
 
 
 def test_a_host_without_an_address_fails_before_anything_is_written(tmp_path):
