@@ -6,6 +6,8 @@ SHELL := /bin/bash
 VENV      ?= .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# tools/ (run_tests, opensips_source) for the scenarios, which ask opensips_source for the
+# release under test; the SIP test kit itself is installed in .venv (pyproject.toml)
 export PYTHONPATH := $(CURDIR)/tools
 export OPENSIPS_VERSION ?= 3.6
 

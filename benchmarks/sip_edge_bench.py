@@ -43,14 +43,11 @@ import sys
 import time
 from pathlib import Path
 
+import log_gate  # the test kit's log gate (pyproject.toml, installed in .venv): ERROR/CRITICAL lines beyond the allow-list
+import sipkit  # the test kit's SIPp helpers
+import testinfra
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "molecule" / "resources"))
-
-sys.path.insert(0, str(ROOT / "tools"))
-
-import log_gate  # noqa: E402  (the tests' log gate: ERROR/CRITICAL lines beyond the allow-list)
-import sipkit  # noqa: E402  (the shared SIPp helpers of the tests)
-import testinfra  # noqa: E402
 
 BENCH_TAG = "sipedge-bench"
 RELAY_PORT = 5090

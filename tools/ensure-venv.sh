@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Create .venv and install the pinned requirements; re-runs are a no-op
-# unless requirements.txt changed.
+# Create .venv, install the pinned requirements and the SIP test kit
+# (pyproject.toml, editable); re-runs are a no-op unless either changed.
 set -euo pipefail
 venv=${VENV:-.venv}
 stamp="$venv/.requirements.sha256"
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
@@ -20,4 +20,6 @@ echo "[venv] installing requirements.txt into $venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip >/dev/null
 "$venv/bin/pip" install -q -r requirements.txt
+echo "[venv] installing the SIP test kit (pyproject.toml, editable)"
+"$venv/bin/pip" install -q --no-deps -e .
 echo "$want" >"$stamp"

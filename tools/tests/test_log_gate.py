@@ -58,7 +58,7 @@ def test_the_report_names_each_refused_line_and_the_exit_status_is_1(tmp_path):
                     "message": "CRITICAL:db_mysql:db_mysql_submit_query: driver error (1048): "
                                "Column 'to_tag' cannot be null"}) + "\n")
     (tmp_path / "empty.yml").write_text("[]\n")
-    run = subprocess.run(["python3", str(ROOT / "tools" / "log_gate.py"), "judge", "--context", "full-stack",
+    run = subprocess.run(["python3", str(Path(log_gate.__file__)), "judge", "--context", "full-stack",
                           "--allowlist", str(tmp_path / "empty.yml"), str(tmp_path / "stack-proxy.jsonl")],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 1
@@ -99,7 +99,7 @@ def test_collect_reads_a_real_journal():
            "'echo \"<3>ERROR:acc:acc_db_request: failed to insert into acc table\"; "
            "echo \"<5>NOTICE:core:main: ready\"'")
         sh("systemd-run --unit=other -p Type=oneshot sh -c 'echo \"<3>ERROR: not ours\"'")
-        subprocess.run(["docker", "cp", str(ROOT / "tools" / "log_gate.py"), f"{name}:/tmp/log_gate.py"], check=True)
+        subprocess.run(["docker", "cp", str(Path(log_gate.__file__)), f"{name}:/tmp/log_gate.py"], check=True)
         out = ""
         for _ in range(10):
             out = sh("python3 /tmp/log_gate.py collect").stdout

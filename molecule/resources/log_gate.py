@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     j = sub.add_parser("judge", help="on the controller: error lines against the allow-list")
     j.add_argument("--context", required=True, help="scenario or bench step the lines come from")
     j.add_argument("--allowlist", type=Path,
-                   default=Path(__file__).resolve().parent.parent / "molecule" / "log-allowlist.yml")
+                   default=Path(__file__).resolve().parents[1] / "log-allowlist.yml")
     j.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
     if args.step == "collect":
