@@ -50,7 +50,7 @@ EXPECTED_SECONDS = {
     "molecule freeswitch-acl": 410, "molecule opensips-docker": 400, "molecule opensips-package": 320,
     "molecule edge-tls-firewall": 260, "molecule media-relay": 250, "molecule rtpproxy": 180,
     "molecule cluster": 750,
-    "molecule sip-kit": 140,
+    "molecule sipkit": 140,
 }
 _print_lock = threading.Lock()
 
