@@ -71,14 +71,21 @@ def test_a_registration_through_one_node_is_on_both(host, proxies, registered):
         contacts(proxies["clu-proxy2"], CALLEE.user)
 
 
-def test_a_call_through_the_other_node_reaches_the_phone(host, proxies, client, registered):
-    client.run(f"pkill -f '[s]ipp -sf .* -p {CALLEE_PORT}'; rm -rf /tmp/clu-callee; mkdir -p /tmp/clu-callee")
-    client.check_output(f"cd /tmp/clu-callee && (sipp -sf {sipkit.SCENARIO_DIR}/uas_media_server.xml -i {CLIENT} "
-                        f"-p {CALLEE_PORT} -m 1 -nostdin -trace_msg -message_file messages.log >/dev/null 2>&1 &); sleep 1")
-    result = sipkit.run_sipp(client, "uac_call", f"{PROXY2}:5060", accounts=[CALLER], hold_ms=1000)
+def call_reaches_phone(client, via: str, phone_port: int) -> None:
+    """CALLER calls 1001 through ``via``: a one-call UAS answers at the phone's registered port, and
+    the INVITE it gets came through ``via``."""
+    workdir = f"/tmp/clu-phone-{phone_port}"
+    client.run(f"pkill -f '[s]ipp -sf .* -p {phone_port}'; rm -rf {workdir}; mkdir -p {workdir}")
+    client.check_output(f"cd {workdir} && (sipp -sf {sipkit.SCENARIO_DIR}/uas_media_server.xml -i {CLIENT} "
+                        f"-p {phone_port} -m 1 -nostdin -trace_msg -message_file messages.log >/dev/null 2>&1 &); sleep 1")
+    result = sipkit.run_sipp(client, "uac_call", f"{via}:5060", accounts=[CALLER], hold_ms=1000)
     assert (result.rc, result.successful, result.failed) == (0, 1, 0), result.summary()
-    log = client.run("cat /tmp/clu-callee/messages.log").stdout
-    assert "INVITE sip:1001@" in log and f"Via: SIP/2.0/UDP {PROXY2}" in log, log[-3000:]
+    log = client.run(f"cat {workdir}/messages.log").stdout
+    assert "INVITE sip:1001@" in log and f"Via: SIP/2.0/UDP {via}" in log, log[-3000:]
+
+
+def test_a_call_through_the_other_node_reaches_the_phone(host, proxies, client, registered):
+    call_reaches_phone(client, PROXY2, CALLEE_PORT)
 
 
 def test_the_replication_port_is_open_to_the_peer_only(host, proxies, client):

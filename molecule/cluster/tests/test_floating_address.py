@@ -21,6 +21,7 @@ import pytest
 
 import sipkit
 from opensips_checks import mi, other, recap_changed, run_playbook, wait_for
+from test_cluster import call_reaches_phone, contacts  # the active-active module's helpers
 
 testinfra_hosts = ["ansible://clu-client"]
 
@@ -41,7 +42,6 @@ ACTIVE_BACKUP = {"opensips_cluster_mode": "active-backup", "sip_floating_address
                  "opensips_listen_address": VIP, "opensips_internal_address": VIP}
 
 PHONE = sipkit.Account("1001", DOMAIN, "clu-1001-pw", "9000")
-CALLER = sipkit.Account("1002", DOMAIN, "clu-1002-pw", "1001")
 
 
 def holds_address(node) -> bool:
@@ -50,11 +50,6 @@ def holds_address(node) -> bool:
 
 def tag_state(node) -> str:
     return {t["Tag"]: t["State"] for t in mi(node, "clusterer_list_shtags")}.get("vip", "")
-
-
-def contacts(node, user: str) -> list[str]:
-    return [c["Contact"] for d in mi(node, "ul_dump")["Domains"] for a in d["AORs"]
-            if a["AOR"].split("@")[0] == user for c in a["Contacts"]]
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +156,4 @@ def test_calls_answered_before_the_kill_end_with_bye_through_the_survivor(failov
 
 def test_the_phone_registered_before_the_kill_is_reached_through_the_survivor(host, failover, registered):
     assert any(registered in c for c in contacts(failover["survivor"], PHONE.user))
-    host.run(f"pkill -f '[s]ipp -sf .* -p {PHONE_PORT}'; rm -rf /tmp/clu-phone; mkdir -p /tmp/clu-phone")
-    host.check_output(f"cd /tmp/clu-phone && (sipp -sf {sipkit.SCENARIO_DIR}/uas_media_server.xml -i {CLIENT} "
-                      f"-p {PHONE_PORT} -m 1 -nostdin -trace_msg -message_file messages.log >/dev/null 2>&1 &); sleep 1")
-    result = sipkit.run_sipp(host, "uac_call", f"{VIP}:5060", accounts=[CALLER], hold_ms=1000)
-    assert (result.rc, result.successful, result.failed) == (0, 1, 0), result.summary()
-    log = host.run("cat /tmp/clu-phone/messages.log").stdout
-    assert "INVITE sip:1001@" in log and f"Via: SIP/2.0/UDP {VIP}" in log, log[-3000:]
+    call_reaches_phone(host, VIP, PHONE_PORT)
