@@ -73,8 +73,9 @@ def sip_host_address_entries(hosts, hostvars, ipv6=True) -> dict:
     The one place that decides a host's address for the others: its explicit
     ``sip_internal_address`` (one address or a list) wins; otherwise its facts
     default_ipv4.address and (``ipv6``) default_ipv6.address. A host of an
-    active-backup pair also sends from the pair's ``sip_floating_address``
-    while it holds it: that address comes after its own.
+    active-backup pair also sends from the pair's floating address while it
+    holds it (a two-network pair's core side, ``sip_floating_internal_address``,
+    else ``sip_floating_address``): that address comes after its own.
     """
     entries, errors = [], []
     for host in _as_list(hosts):
@@ -91,10 +92,11 @@ def sip_host_address_entries(hosts, hostvars, ipv6=True) -> dict:
             if not addresses:
                 errors.append(f"{host}: no default_ipv4/default_ipv6 facts; set sip_internal_address for it")
                 continue
-        floating = hv.get("sip_floating_address")
         pairs = [(a, source) for a in addresses]
-        if floating not in (None, ""):
-            pairs.append((floating, "sip_floating_address"))
+        key = "sip_floating_internal_address" if hv.get("sip_floating_internal_address") not in (None, "") \
+            else "sip_floating_address"
+        if hv.get(key) not in (None, ""):
+            pairs.append((hv[key], key))
         for address, source in pairs:
             ip = _address(address)
             if ip is None:
@@ -111,6 +113,18 @@ def sip_host_addresses(hosts, hostvars, ipv6=True) -> list[str]:
         if entry["address"] not in out:
             out.append(entry["address"])
     return out
+
+
+def sip_host_address(host, hostvars) -> str:
+    """The one address others reach ``host`` on (a database, a Galera node).
+
+    Its first sip_host_addresses entry (IPv4 facts only); a host without any
+    falls back to its ansible_host, and a name outside the inventory is used as given.
+    """
+    if host not in hostvars:
+        return str(host)
+    found = sip_host_addresses([host], hostvars, False)
+    return found[0] if found else str(hostvars[host].get("ansible_host") or host)
 
 
 def opensips_socket_rules(sockets) -> list[dict]:
@@ -336,6 +350,7 @@ class FilterModule:
             "sip_is_internal": is_internal,
             "sip_host_address_entries": sip_host_address_entries,
             "sip_host_addresses": sip_host_addresses,
+            "sip_host_address": sip_host_address,
             "sip_uri_port": sip_uri_port,
             "sip_uri_transport": sip_uri_transport,
             "opensips_trusted": opensips_trusted,

@@ -178,3 +178,23 @@ def test_a_pair_also_sends_from_its_floating_address_after_its_own():
     assert f.sip_host_addresses(["p2"], hostvars, False)[0] == "10.0.0.11"
     bad = {"p1": {"sip_internal_address": "10.0.0.10", "sip_floating_address": "not-an-ip"}}
     assert f.sip_host_address_entries(["p1"], bad)["errors"] == ["p1: sip_floating_address 'not-an-ip' is not an IPv4/IPv6 address"]
+
+
+def test_a_two_network_pair_sends_to_the_core_from_its_internal_floating_address_only():
+    hostvars = {"p1": {"sip_internal_address": "10.0.0.10", "sip_public_address": "198.51.100.10",
+                       "sip_floating_address": "198.51.100.50", "sip_floating_internal_address": "10.0.0.50"}}
+    # the media servers trust the core side's floating address, never the phones' one
+    assert f.sip_host_addresses(["p1"], hostvars) == ["10.0.0.10", "10.0.0.50"]
+
+
+def test_the_one_address_of_a_service_host():
+    hostvars = {"db1": {"sip_internal_address": ["10.0.0.20", "2001:db8::20"]},
+                "db2": {"ansible_host": "db2.mgmt.example.net"},
+                "db3": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.22"},
+                                          "default_ipv6": {"address": "2001:db8::22"}}}}
+    assert f.sip_host_address("db1", hostvars) == "10.0.0.20"
+    # no address known: the management name, as the connection uses it
+    assert f.sip_host_address("db2", hostvars) == "db2.mgmt.example.net"
+    assert f.sip_host_address("db3", hostvars) == "10.0.0.22"
+    # a server outside the inventory is used as given
+    assert f.sip_host_address("mysql.example.net", hostvars) == "mysql.example.net"

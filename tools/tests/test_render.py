@@ -30,6 +30,10 @@ FILES = {
                     "sipedge.nft"},
     "media_servers": {"acl.conf.xml", "sipedge.nft"},
 }
+# ... and with a pair behind floating addresses (keepalived and the hooks), or a Galera database
+PAIR_FILES = {"keepalived.conf", "sipedge-vip-notify", "opensips-floating.sh", "opensips-floating.conf"}
+GALERA_FILES = {"galera.cnf", "opensips-db-ready"}
+DB_VIP_FILES = {"keepalived.conf", "sipedge-vip-notify"}
 # The modules a render runs, all on this machine: files (template is copy/stat/file), the
 # listing, and sip_tls's checks of the vault's certificate and key. No setup (facts).
 LOCAL_MODULES = {"file", "copy", "stat", "find", "x509_certificate_info", "openssl_privatekey_info"}
@@ -60,6 +64,38 @@ def group_vars(env: str, group: str) -> dict:
     return yaml.safe_load((ROOT / "inventories" / env / "group_vars" / group / "main.yml").read_text())
 
 
+def pair(env: str) -> dict:
+    """The proxies' floating addresses when they are an active-backup pair: {public, core}; else {}."""
+    pv = group_vars(env, "sip_proxies")
+    if not pv.get("sip_floating_address"):
+        return {}
+    return {"public": pv["sip_floating_address"], "core": pv.get("sip_floating_internal_address") or pv["sip_floating_address"]}
+
+
+def galera(env: str) -> bool:
+    return bool(group_vars(env, "all").get("sip_db_galera"))
+
+
+def db_address(env: str) -> str:
+    """The database's floating address (a Galera cluster's), or ''."""
+    return group_vars(env, "all").get("sip_db_floating_address", "")
+
+
+def core_address(env: str, hv: dict) -> str:
+    """Where the media servers reach this proxy: the pair's core floating address, else its own."""
+    return pair(env).get("core", hv["sip_internal_address"])
+
+
+def core_sources(env: str) -> list[str]:
+    """Every address the proxies send to the core from: each node's own, then the pair's floating one."""
+    out = []
+    for hv in inventory(env)["sip_proxies"].values():
+        for address in (hv["sip_internal_address"], pair(env).get("core")):
+            if address and address not in out:
+                out.append(address)
+    return out
+
+
 def tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under root (but the tooling's own caches): path -> (size, mtime)."""
     out = {}
@@ -88,12 +124,15 @@ def rendered(request, tmp_path_factory):
 
 
 def test_every_host_gets_its_files_and_only_those(rendered):
-    inv, out = inventory(rendered["env"]), rendered["out"]
+    env, out = rendered["env"], rendered["out"]
+    inv = inventory(env)
     assert sorted(p.name for p in out.iterdir()) == sorted(h for g in EDGE_GROUPS for h in inv[g])
+    extra = {"sip_proxies": PAIR_FILES if pair(env) else set(),
+             "sip_db": (GALERA_FILES if galera(env) else set()) | (DB_VIP_FILES if db_address(env) else set())}
     for group in EDGE_GROUPS:
         for host in inv[group]:
             found = {str(p.relative_to(out / host)) for p in (out / host).rglob("*") if p.is_file()}
-            assert found == FILES[group], host
+            assert found == FILES[group] | extra.get(group, set()), host
 
 
 def test_files_are_private(rendered):
@@ -135,37 +174,50 @@ def test_each_proxy_listens_on_its_own_address(rendered):
     sockets = proxy_vars["opensips_sockets"]
     core_port = str(proxy_vars.get("opensips_internal_port", 5060))
     relays = sorted(f"udp:{hv['sip_internal_address']}:2223" for hv in inv["media_relays"].values())
-    db = next(iter(inv["sip_db"].values()))
+    dbs = [hv["sip_internal_address"] for hv in inv["sip_db"].values()]
+    floating = pair(env)
     for host, hv in inv["sip_proxies"].items():
         cfg = (out / host / "opensips.cfg").read_text()
         listening = re.findall(r"^socket=(\w+):([^:\s]+):(\d+)(?: as ([^:\s]+):\d+)?$", cfg, re.M)
-        # production: the phone side binds the public address (a multi-homed host); staging: the
-        # internal one, advertised as the public address (1:1 NAT). The core side
-        # (opensips_internal_address) listens on udp and tcp for the media servers, advertising nothing.
-        phone_bind = hv["sip_internal_address"] if "advertise" in sockets[0] else hv["sip_public_address"]
+        # production: the phone side binds the public address (a multi-homed host), a pair's
+        # floating one; staging: the internal one, advertised as the public address (1:1 NAT). The
+        # core side (opensips_internal_address: a pair's core floating address) listens on udp and
+        # tcp for the media servers, advertising nothing; a pair replicates over its own address.
+        phone_bind = hv["sip_internal_address"] if "advertise" in sockets[0] else floating.get("public", hv["sip_public_address"])
         expected = [(s["proto"], phone_bind, str(s["port"]), hv["sip_public_address"] if "advertise" in s else "")
                     for s in sockets]
-        expected += [(proto, hv["sip_internal_address"], core_port, "") for proto in ("udp", "tcp")]
+        core = core_address(env, hv)
+        expected += [(proto, core, core_port, "") for proto in ("udp", "tcp")]
+        if floating:
+            expected.append(("bin", hv["sip_internal_address"], "5566", ""))
         assert sorted(listening) == sorted(expected)
         # every phone-facing socket shows a public address to the phones
-        phone_facing = [advertised or addr for _, addr, port, advertised in listening
-                        if (addr, port) != (hv["sip_internal_address"], core_port)]
+        phone_facing = [advertised or addr for proto, addr, port, advertised in listening
+                        if (addr, port) != (core, core_port) and proto != "bin"]
         assert phone_facing and not any(internal(addr) for addr in phone_facing), phone_facing
         assert f'"rtpengine_sock", "{" ".join(relays)}"' in cfg
-        # the database by its internal address, never a management name
-        assert re.search(rf'"db_url", "mysql://opensips:[^@"]+@{re.escape(db["sip_internal_address"])}:3306/opensips"', cfg)
+        # the database by its internal address, never a management name: a Galera cluster's
+        # floating address, else the one server's
+        db = db_address(env) or dbs[0]
+        urls = set(re.findall(r'"db_url", "mysql://opensips:[^@"]+@([^:"]+):3306/opensips"', cfg))
+        assert urls == {db}, urls
         assert "/usr/lib/x86_64-linux-gnu/opensips/modules/" in cfg
 
 
 def test_proxies_sharing_the_database_keep_their_dialogs_apart(rendered):
-    """Each proxy names its own dialog table; a shared one made a restarted proxy read the other's calls."""
+    """Each proxy names its own dialog table; a shared one made a restarted proxy read the other's calls.
+    A pair keeps none: its dialogs are replicated to the peer instead."""
     env, out = rendered["env"], rendered["out"]
     tables = {}
     for host in inventory(env)["sip_proxies"]:
-        found = re.findall(r'^modparam\("dialog", "table_name", "([^"]+)"\)$', (out / host / "opensips.cfg").read_text(), re.M)
+        cfg = (out / host / "opensips.cfg").read_text()
+        found = re.findall(r'^modparam\("dialog", "table_name", "([^"]+)"\)$', cfg, re.M)
+        if pair(env):
+            assert found == [] and 'modparam("dialog", "db_url"' not in cfg and '"dialog_replication_cluster"' in cfg, host
+            continue
         assert len(found) == 1, (host, found)
         tables[host] = found[0]
-    assert tables and len(set(tables.values())) == len(tables), tables
+    assert pair(env) or (tables and len(set(tables.values())) == len(tables)), tables
     assert all(re.fullmatch(r"dialog_[A-Za-z0-9_]{1,57}", t) for t in tables.values()), tables
 
 
@@ -184,8 +236,8 @@ def test_each_offer_names_its_side_of_the_bridging_relay(rendered):
         cfg = (out / host / "opensips.cfg").read_text()
         offers = re.findall(r'rtpengine_offer\("([^"]*)"\)', cfg)
         assert offers and all("in-iface=$var(media_in) out-iface=$var(media_out)" in o for o in offers), offers
-        assert f'if ($socket_in(ip) == "{hv["sip_internal_address"]}"' in cfg
-        assert f'if ($socket_out(ip) == "{hv["sip_internal_address"]}"' in cfg
+        assert f'if ($socket_in(ip) == "{core_address(env, hv)}"' in cfg
+        assert f'if ($socket_out(ip) == "{core_address(env, hv)}"' in cfg
 
 
 def test_every_media_server_admits_the_address_each_proxy_sends_from(rendered):
@@ -223,7 +275,7 @@ def test_dispatcher_lists_the_inventory_media_servers(rendered):
 
 def test_acl_lists_exactly_the_proxies(rendered):
     env, out = rendered["env"], rendered["out"]
-    proxies = sorted(f"{hv['sip_internal_address']}/32" for hv in inventory(env)["sip_proxies"].values())
+    proxies = sorted(f"{address}/32" for address in core_sources(env))
     for host in inventory(env)["media_servers"]:
         root = ET.parse(out / host / "acl.conf.xml").getroot()
         ours = root.findall("./network-lists/list[@name='opensips_proxies']")
@@ -236,7 +288,7 @@ def test_the_relays_rtp_range_is_opened_on_the_relays_only(rendered):
     env, out = rendered["env"], rendered["out"]
     inv, relay_vars = inventory(env), group_vars(env, "media_relays")
     low, high = relay_vars["rtpengine_port_min"], relay_vars["rtpengine_port_max"]
-    proxies = ", ".join(hv["sip_internal_address"] for hv in inv["sip_proxies"].values())
+    proxies = ", ".join(core_sources(env))
     for host in inv["media_relays"]:
         conf = (out / host / "rtpengine.conf").read_text()
         assert re.search(rf"^port-min = {low}$", conf, re.M) and re.search(rf"^port-max = {high}$", conf, re.M)
@@ -250,9 +302,27 @@ def test_the_relays_rtp_range_is_opened_on_the_relays_only(rendered):
 
 
 def test_the_database_listens_on_its_internal_address(rendered):
+    """One server: on its internal address. Galera nodes behind a floating address: on every address (the
+    floating one moves), with MySQL open to the proxies alone and VRRP and Galera to the other nodes alone."""
     env, out = rendered["env"], rendered["out"]
-    for host, hv in inventory(env)["sip_db"].items():
-        assert f"bind-address = {hv['sip_internal_address']}\n" in (out / host / "server.cnf").read_text()
+    inv = inventory(env)
+    proxies = {a for hv in inv["sip_proxies"].values() for a in (hv["sip_internal_address"], pair(env).get("core")) if a}
+    for host, hv in inv["sip_db"].items():
+        server = (out / host / "server.cnf").read_text()
+        if not db_address(env):
+            assert f"bind-address = {hv['sip_internal_address']}\n" in server
+            continue
+        assert "bind-address = 0.0.0.0\n" in server
+        nft = (out / host / "sipedge.nft").read_text()
+        peers = {p["sip_internal_address"] for name, p in inv["sip_db"].items() if name != host}
+        mysql = re.search(r"ip saddr \{([^}]*)\} tcp dport 3306 accept", nft)
+        assert mysql and {a.strip() for a in mysql.group(1).split(",")} == proxies, nft
+        for match in ("meta l4proto 112", "tcp dport 4567", "tcp dport 4568", "tcp dport 4444"):
+            rule = re.search(rf"ip saddr \{{([^}}]*)\}} {match} accept", nft)
+            assert rule and {a.strip() for a in rule.group(1).split(",")} == peers, (host, match, nft)
+        keepalived = (out / host / "keepalived.conf").read_text()
+        assert f"{db_address(env)}/32 dev" in keepalived and "/usr/local/sbin/opensips-db-ready" in keepalived
+        assert "virtual_router_id 52" in keepalived and "nopreempt" in keepalived
 
 
 def test_a_second_render_is_byte_identical(rendered, tmp_path):
@@ -325,18 +395,35 @@ def test_bad_input_fails_the_render_naming_the_variable(tmp_path, bad, variable,
 
 
 def test_a_pair_whose_media_servers_cannot_follow_the_floating_address_is_refused(tmp_path):
-    """production's proxies as an active-backup pair with a public floating address only: the media
-    servers would send their BYEs to a node's own core address, lost when it dies. Refused by name."""
-    pair = {"opensips_cluster_mode": "active-backup", "sip_floating_address": "198.51.100.50",
-            "opensips_listen_address": "198.51.100.50"}
+    """production's pair with its core side moved back to each node's own address (a careless edit of
+    group_vars): the media servers would send their BYEs to a node's own address, lost when it dies.
+    Refused by name, before any file is written."""
+    careless = {"opensips_internal_address": "{{ sip_internal_address }}"}
     overlay = tmp_path / "pair.yml"
     overlay.write_text(json.dumps({"all": {"children": {"sip_proxies": {"hosts": {
-        h: pair for h in inventory("production")["sip_proxies"]}}}}}))
+        h: careless for h in inventory("production")["sip_proxies"]}}}}}))
     out = tmp_path / "rendered"
     run = ansible_render(["production", str(overlay)], out)
     assert run.returncode != 0
-    assert "opensips_internal_address" in run.stdout and "floating address" in run.stdout, run.stdout[-3000:]
-    assert not list(out.rglob("opensips.cfg")) and not list(out.rglob("keepalived.conf"))
+    text = " ".join(run.stdout.split())
+    assert "opensips_internal_address (10.20.0.1" in text and "must be 10.20.0.50" in text, text[-3000:]
+    # no proxy file at all (the database layer, rendered before, is not the proxies')
+    assert not list(out.rglob("opensips.cfg"))
+    assert not any((out / proxy).exists() for proxy in inventory("production")["sip_proxies"])
+
+
+@pytest.mark.parametrize("bad, variable", [
+    # a bootstrap node outside the cluster would start a second cluster beside the first
+    (["-e", "opensips_db_galera_bootstrap_node=db9.prod.example.net"], "opensips_db_galera_bootstrap_node (db9.prod.example.net)"),
+    # the Galera ports must not collide with MySQL's (the firewall would open MySQL to the peers only)
+    (["-e", "opensips_db_galera_sst_port=3306"], "four distinct ports"),
+])
+def test_a_careless_galera_setting_is_refused_naming_the_variable(tmp_path, bad, variable):
+    out = tmp_path / "rendered"
+    run = ansible_render("production", out, *bad)
+    assert run.returncode != 0
+    assert variable in " ".join(run.stdout.split()), run.stdout[-3000:]
+    assert not list(out.rglob("galera.cnf"))
 
 
 def test_a_host_without_an_address_fails_before_anything_is_written(tmp_path):
