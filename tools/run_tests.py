@@ -49,7 +49,7 @@ EXPECTED_SECONDS = {
     "molecule full-stack": 750, "molecule opensips-db": 590, "molecule rolling-upgrade": 530,
     "molecule freeswitch-acl": 410, "molecule opensips-docker": 400, "molecule opensips-package": 320,
     "molecule edge-tls-firewall": 260, "molecule media-relay": 250, "molecule rtpproxy": 180,
-    "molecule cluster": 750,
+    "molecule cluster": 1300,
     "molecule sipkit": 140,
 }
 _print_lock = threading.Lock()

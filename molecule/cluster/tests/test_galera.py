@@ -92,6 +92,8 @@ def test_the_three_nodes_are_one_synced_primary_component(dbs):
 def test_one_synced_node_holds_the_database_address(dbs):
     assert wait_for(lambda: [holds_db_address(db) for db in dbs.values()].count(True) == 1, timeout=20), \
         {name: holds_db_address(db) for name, db in dbs.items()}
+    holder = next(db for db in dbs.values() if holds_db_address(db))
+    assert synced(holder) and holder.run("/usr/local/sbin/opensips-db-ready").rc == 0
     # the proxies know the database only by that address
     for name in NODES:
         cfg = other(name).check_output("cat /etc/opensips/opensips.cfg")
@@ -175,12 +177,16 @@ def test_only_registers_sent_while_the_address_moved_fail(outage):
     assert reg.successful + reg.failed == REGISTERS and reg.failed <= window_bound, (report, reg.summary())
 
 
-def test_every_answered_call_leaves_its_cdr(dbs, outage):
+def test_every_call_answered_and_ended_outside_the_window_leaves_its_cdr(dbs, outage):
     report, calls = outage["report"], outage["calls"]
+    window = math.ceil(CALL_RATE * (report["address_moved_s"] + 2))
     assert calls.successful + calls.failed == CALLS, calls.summary()
-    assert calls.failed <= math.ceil(CALL_RATE * (report["address_moved_s"] + 2)), (report, calls.summary())
-    # exactly one CDR per answered call, written to whichever node held the address
-    assert count(dbs[outage["witness"]], "acc") - outage["acc_before"] == calls.successful, report
+    assert calls.failed <= window, (report, calls.summary())
+    # one CDR per answered call, written at its end to whichever node held the address; a call that
+    # ended while the address moved has none (the insert failed: acc logs it, the allow-list names it)
+    cdrs = count(dbs[outage["witness"]], "acc") - outage["acc_before"]
+    report["cdrs"] = cdrs
+    assert calls.successful - window <= cdrs <= calls.successful, report
 
 
 def test_the_dead_node_rejoins_with_every_row_and_leaves_the_address_where_it_is(dbs, outage):
