@@ -183,10 +183,11 @@ def test_every_call_answered_and_ended_outside_the_window_leaves_its_cdr(dbs, ou
     assert calls.successful + calls.failed == CALLS, calls.summary()
     assert calls.failed <= window, (report, calls.summary())
     # one CDR per answered call, written at its end to whichever node held the address; a call that
-    # ended while the address moved has none (the insert failed: acc logs it, the allow-list names it)
+    # ended while the address moved has none (the insert failed: acc logs it, the allow-list names it),
+    # and one SIPp counts as failed may still have been answered and ended at the proxy
     cdrs = count(dbs[outage["witness"]], "acc") - outage["acc_before"]
     report["cdrs"] = cdrs
-    assert calls.successful - window <= cdrs <= calls.successful, report
+    assert calls.successful - window <= cdrs <= calls.successful + calls.failed, report
 
 
 def test_the_dead_node_rejoins_with_every_row_and_leaves_the_address_where_it_is(dbs, outage):
