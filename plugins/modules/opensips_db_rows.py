@@ -11,15 +11,11 @@ description:
     I(exclusive), rows that inventory does not list are deleted. C(id) is left to AUTO_INCREMENT.
   - Values compare as text; C(null) stands for SQL NULL.
 options:
-  name: {description: Database name., type: str, required: true}
   table: {type: str, required: true}
   key: {type: list, elements: str, required: true}
   rows: {type: list, elements: dict, required: true}
   exclusive: {type: bool, default: true}
-  login_defaults_file: {description: MySQL option file with the [client] user and password., type: path, required: true}
-  login_host: {type: str, default: ""}
-  login_port: {type: int, default: 3306}
-  login_unix_socket: {type: str, default: ""}
+extends_documentation_fragment: [sipedge.edge.opensips_mysql]
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -18,7 +18,6 @@ description:
     so grants and the proxies' C(db_url) stay valid.
   - A downgrade is refused.
 options:
-  name: {description: Database name., type: str, required: true}
   schema_dir: {description: Directory with the release's C(*-create.sql)., type: path, required: true}
   modules: {description: Modules to import besides C(standard)., type: list, elements: str, default: []}
   release: {description: OpenSIPS release of I(schema_dir) (C(3.6))., type: str, required: true}
@@ -27,10 +26,7 @@ options:
     type: str
     default: ""
   encoding: {description: Character set of a new database., type: str, default: utf8mb4}
-  login_defaults_file: {description: MySQL option file with the [client] user and password., type: path, required: true}
-  login_host: {type: str, default: ""}
-  login_port: {type: int, default: 3306}
-  login_unix_socket: {type: str, default: ""}
+extends_documentation_fragment: [sipedge.edge.opensips_mysql]
 """
 
 import datetime

@@ -13,7 +13,6 @@ description:
   - Subscribers that are not listed are left alone; C(state=absent) removes one.
   - Passwords are never returned.
 options:
-  name: {description: Database name., type: str, required: true}
   subscribers:
     description: Subscribers.
     type: list
@@ -25,10 +24,7 @@ options:
       password: {type: str, no_log: true, default: ""}
       state: {type: str, choices: [present, absent], default: present}
   store_plaintext: {type: bool, default: false}
-  login_defaults_file: {description: MySQL option file with the [client] user and password., type: path, required: true}
-  login_host: {type: str, default: ""}
-  login_port: {type: int, default: 3306}
-  login_unix_socket: {type: str, default: ""}
+extends_documentation_fragment: [sipedge.edge.opensips_mysql]
 """
 
 import hashlib

@@ -3,12 +3,15 @@ empty path, and used from a playbook outside the repository through the FQCNs on
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +73,35 @@ def test_the_built_collection_installs_and_renders_through_its_fqcns(tmp_path):
     cfg = (out / "opensips.cfg").read_text()
     assert "socket=udp:192.0.2.10:5060" in cfg
     assert "sip\\:192.0.2.41\\:5080" in (out / "dbtext" / "dispatcher").read_text()  # db_text escapes the colons
+
+
+MODULES = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py"))
+
+
+class _ArgumentSpec(Exception):
+    """Raised in place of building the module, carrying the argument spec main() passed."""
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_each_module_documents_exactly_the_options_it_takes(name, monkeypatch):
+    # what ansible-doc (and ansible-lint, and Galaxy) read: a documentation that does not parse is only a warning there
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT), "ANSIBLE_NOCOLOR": "1"}
+    doc = run([str(BIN / "ansible-doc"), "-j", f"sipedge.edge.{name}"], ROOT, env)
+    assert doc.returncode == 0 and "Unable to parse" not in doc.stderr, doc.stderr
+    documented = json.loads(doc.stdout)[f"sipedge.edge.{name}"]["doc"]["options"]
+
+    # what the module accepts: the argument_spec its main() hands to AnsibleModule
+    monkeypatch.syspath_prepend(str(ROOT))
+    module = importlib.import_module(f"ansible_collections.sipedge.edge.plugins.modules.{name}")
+
+    def capture(*_args, argument_spec, **_kwargs):
+        raise _ArgumentSpec(argument_spec)
+
+    monkeypatch.setattr(module, "AnsibleModule", capture)
+    with pytest.raises(_ArgumentSpec) as spec:
+        module.main()
+    accepted = spec.value.args[0]
+    assert sorted(documented) == sorted(accepted)
+    for option, rules in accepted.items():
+        assert documented[option].get("type", "str") == rules.get("type", "str"), option
+        assert bool(documented[option].get("required")) == bool(rules.get("required")), option
