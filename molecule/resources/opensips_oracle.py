@@ -112,6 +112,12 @@ def find(version: str):
         if release_of(probe.stdout + probe.stderr) == version:
             return ImageOracle(src.image), ""
         src.notes.append(f"{src.image} is not OpenSIPS {version}")
+        # OPENSIPS_IMAGE names the release under test; the others may still be present under the vendor's tags
+        vendor = f"{opensips_source.VENDOR_IMAGE}:{version}"
+        if vendor != src.image and opensips_source.docker_image_present(vendor):
+            probe = _docker("run", "--rm", "--entrypoint", "/usr/sbin/opensips", vendor, "-V")
+            if release_of(probe.stdout + probe.stderr) == version:
+                return ImageOracle(vendor), ""
     server = None
     if src.apt_dir and not src.apt_url:
         server, src.apt_url = opensips_source.serve_directory(src.apt_dir)
