@@ -34,17 +34,23 @@ def release_of(version_output: str) -> str:
 
 
 class ImageOracle:
+    """The release's image: one idle container (no network) per session, each file checked in it."""
+
     def __init__(self, image: str):
         self.image = image
         self.where = f"image {image}"
+        self.name = f"sipedge-opensips-oracle-{uuid.uuid4().hex[:8]}"
+        _docker("run", "-d", "--name", self.name, "--network", "none", "--entrypoint", "sleep", image, "infinity",
+                check=True)
 
     def check(self, cfg: Path) -> tuple[int, str]:
-        run = _docker("run", "--rm", "--network", "none", "-v", f"{cfg.resolve()}:/tmp/opensips.cfg:ro",
-                      "--entrypoint", "/usr/sbin/opensips", self.image, "-C", "-f", "/tmp/opensips.cfg")
+        target = f"/tmp/{uuid.uuid4().hex}.cfg"
+        _docker("cp", str(cfg.resolve()), f"{self.name}:{target}", check=True)
+        run = _docker("exec", self.name, "/usr/sbin/opensips", "-C", "-f", target)
         return run.returncode, run.stdout + run.stderr
 
     def close(self) -> None:
-        pass
+        _docker("rm", "-f", self.name)
 
     def serve(self, cfg: Path, dbtext: Path, mi_method: str, timeout: float = 20.0,
               params: dict | None = None, ready=None) -> tuple[dict | None, str]:
