@@ -225,12 +225,16 @@ def test_failover_when_a_media_server_stops(host, client, lab, fs1_stopped):
 def test_each_call_attempt_leaves_one_cdr_while_a_media_server_stops_mid_run(host, client, lab):
     """Calls placed while fs1 is stopped under them. The INVITEs it no longer answers fail over to
     fs2 and are answered: one acc row each, and no missed_calls row for the failed first try. A call
-    fs1 had already answered may lose its BYE (SIPp then counts it failed); it still has one CDR."""
+    fs1 had already answered may lose its BYE (SIPp then counts it failed); it still has one CDR.
+
+    A call fs1 stops on after its 180 waits for tm's fr_inv_timeout (30 s) before it fails over, so
+    the phone waits longer than that: one that gave up silently (no CANCEL, as SIPp does on its
+    receive timeout) would leave fs2's late 200 unacknowledged and its dialog open for hours."""
     fs1 = other("stack-fs1")
     stopper = threading.Timer(2.5, lambda: fs1.run("systemctl stop sipkit-uas-media.service"))
     stopper.start()
     try:
-        result = call(client, account(lab, 1), calls=10, rate=2, hold_ms=200, recv_timeout_ms=15000,
+        result = call(client, account(lab, 1), calls=10, rate=2, hold_ms=200, recv_timeout_ms=40000,
                       trace_messages=True)
     finally:
         stopper.join()
@@ -241,6 +245,8 @@ def test_each_call_attempt_leaves_one_cdr_while_a_media_server_stops_mid_run(hos
     rows = wait_for(lambda: (lambda r: r if all(r.values()) else None)(cdrs(ids)), timeout=15) or cdrs(ids)
     assert all(len(r) == 1 for r in rows.values()), rows
     assert sum(r == [("acc", "200")] for r in rows.values()) >= result.successful, rows
+    # every call of the run has ended at the proxy too: none is left open for the next test
+    assert wait_for(lambda: active_dialogs(host) == 0, timeout=10), active_dialogs(host)
     assert wait_for(lambda: destinations(host)[MEDIA["stack-fs1"]]["state"] == "Active", timeout=40), \
         destinations(host)
 
