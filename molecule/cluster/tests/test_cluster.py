@@ -50,9 +50,16 @@ def client():
     return other("clu-client")
 
 
+# A ping reply later than ping_timeout (2 s; a loaded 2-core box during the converge's restarts) takes
+# the link down after its retries, and clusterer pings a node it holds down again only after its
+# node_timeout (60 s): the link is Up within that, plus a ping interval.
+LINK_UP_S = 60 + 2 * 4 + 10
+
+
 def test_each_node_sees_its_peer_up(host, proxies):
-    assert wait_for(lambda: peer_states(proxies["clu-proxy1"]) == {2: "Up"}, timeout=30), peer_states(proxies["clu-proxy1"])
-    assert wait_for(lambda: peer_states(proxies["clu-proxy2"]) == {1: "Up"}, timeout=30), peer_states(proxies["clu-proxy2"])
+    for name, peer in (("clu-proxy1", 2), ("clu-proxy2", 1)):
+        assert wait_for(lambda n=name, p=peer: peer_states(proxies[n]) == {p: "Up"}, timeout=LINK_UP_S), \
+            (name, peer_states(proxies[name]))
 
 
 @pytest.fixture(scope="module")
