@@ -33,14 +33,13 @@ def release_of(version_output: str) -> str:
     return match.group(1) if match else ""
 
 
-class ImageOracle:
-    """The release's image: one idle container (no network) per session, each file checked in it."""
+class _ContainerOracle:
+    """One idle container per session that has the release's /usr/sbin/opensips; each file is copied in
+    and checked there."""
 
-    def __init__(self, image: str):
-        self.image = image
-        self.where = f"image {image}"
+    def __init__(self, image: str, *run_options: str):
         self.name = f"sipedge-opensips-oracle-{uuid.uuid4().hex[:8]}"
-        _docker("run", "-d", "--name", self.name, "--network", "none", "--entrypoint", "sleep", image, "infinity",
+        _docker("run", "-d", "--name", self.name, *run_options, "--entrypoint", "sleep", image, "infinity",
                 check=True)
 
     def check(self, cfg: Path) -> tuple[int, str]:
@@ -51,6 +50,15 @@ class ImageOracle:
 
     def close(self) -> None:
         _docker("rm", "-f", self.name)
+
+
+class ImageOracle(_ContainerOracle):
+    """The release's image, without a network."""
+
+    def __init__(self, image: str):
+        super().__init__(image, "--network", "none")
+        self.image = image
+        self.where = f"image {image}"
 
     def serve(self, cfg: Path, dbtext: Path, mi_method: str, timeout: float = 20.0,
               params: dict | None = None, ready=None) -> tuple[dict | None, str]:
@@ -81,13 +89,12 @@ class ImageOracle:
             _docker("rm", "-f", name)
 
 
-class MirrorOracle:
+class MirrorOracle(_ContainerOracle):
     """A container from the base image with the release's packages from the mirror."""
 
     def __init__(self, url: str, suite: str, trusted: bool, version: str):
-        self.name = f"sipedge-opensips-oracle-{uuid.uuid4().hex[:8]}"
+        super().__init__(BASE_IMAGE)
         self.where = f"packages from {url}"
-        _docker("run", "-d", "--name", self.name, "--entrypoint", "sleep", BASE_IMAGE, "infinity", check=True)
         option = "[trusted=yes] " if trusted else ""
         line = f"deb {option}{url} {suite}"
         pinned = " ".join(f"{package}={version}.*" for package in PACKAGES)  # the release, in a multi-release mirror
@@ -100,30 +107,20 @@ class MirrorOracle:
             self.close()
             raise RuntimeError(f"installing OpenSIPS from {url} failed:\n{run.stdout}{run.stderr}")
 
-    def check(self, cfg: Path) -> tuple[int, str]:
-        target = f"/tmp/{uuid.uuid4().hex}.cfg"
-        _docker("cp", str(cfg.resolve()), f"{self.name}:{target}", check=True)
-        run = _docker("exec", self.name, "/usr/sbin/opensips", "-C", "-f", target)
-        return run.returncode, run.stdout + run.stderr
-
-    def close(self) -> None:
-        _docker("rm", "-f", self.name)
-
 
 def find(version: str):
     """(oracle, "") for the release, or (None, reason)."""
     src = opensips_source.discover(version)
-    if src.image:
-        probe = _docker("run", "--rm", "--entrypoint", "/usr/sbin/opensips", src.image, "-V")
+    images = [src.image] if src.image else []
+    # OPENSIPS_IMAGE names the release under test; the others may still be present under the vendor's tags
+    vendor = f"{opensips_source.VENDOR_IMAGE}:{version}"
+    if images and vendor not in images and opensips_source.docker_image_present(vendor):
+        images.append(vendor)
+    for image in images:
+        probe = _docker("run", "--rm", "--entrypoint", "/usr/sbin/opensips", image, "-V")
         if release_of(probe.stdout + probe.stderr) == version:
-            return ImageOracle(src.image), ""
-        src.notes.append(f"{src.image} is not OpenSIPS {version}")
-        # OPENSIPS_IMAGE names the release under test; the others may still be present under the vendor's tags
-        vendor = f"{opensips_source.VENDOR_IMAGE}:{version}"
-        if vendor != src.image and opensips_source.docker_image_present(vendor):
-            probe = _docker("run", "--rm", "--entrypoint", "/usr/sbin/opensips", vendor, "-V")
-            if release_of(probe.stdout + probe.stderr) == version:
-                return ImageOracle(vendor), ""
+            return ImageOracle(image), ""
+        src.notes.append(f"{image} is not OpenSIPS {version}")
     server = None
     if src.apt_dir and not src.apt_url:
         server, src.apt_url = opensips_source.serve_directory(src.apt_dir)
