@@ -51,11 +51,11 @@ def is_error(priority: int | None, message: str) -> bool:
     return (priority is not None and priority <= WORST_PRIORITY) or bool(LEVEL_WORD.search(message))
 
 
-def _journal(since: str | None):
+def _journal(since: str | None, units: tuple[str, ...] = UNITS):
     if not shutil.which("journalctl"):
         return
     argv = ["journalctl", "--no-pager", "-o", "json"]
-    for unit in UNITS:
+    for unit in units:
         argv += ["-u", unit]
     if since:
         argv += ["--since", since]
@@ -88,8 +88,8 @@ def _containers(since: str | None):
             yield f"docker:{name}", None, message
 
 
-def collect(since: str | None) -> int:
-    for source, priority, message in list(_journal(since)) + list(_containers(since)):
+def collect(since: str | None, units: tuple[str, ...] = ()) -> int:
+    for source, priority, message in list(_journal(since, UNITS + units)) + list(_containers(since)):
         if is_error(priority, message):
             print(json.dumps({"source": source, "priority": priority, "message": message}))
     return 0
@@ -97,12 +97,13 @@ def collect(since: str | None) -> int:
 
 # --- on the controller ---------------------------------------------------------------------
 
-def collect_from(host, since: str | None = None) -> list[dict]:
-    """Run ``collect`` on a testinfra ``host``: this file is copied over once, by the tests' own
-    helper for the toolkit's standard-library scripts."""
+def collect_from(host, since: str | None = None, units: tuple[str, ...] = ()) -> list[dict]:
+    """Run ``collect`` on a testinfra ``host`` (the toolkit's daemons, plus the systemd ``units``
+    given): this file is copied over once, by the tests' own helper for the toolkit's
+    standard-library scripts."""
     from opensips_checks import push_script  # noqa: PLC0415 - controller side only (molecule/resources)
 
-    argv = "collect" + (f" --since '{since}'" if since else "")
+    argv = "collect" + (f" --since '{since}'" if since else "") + "".join(f" --unit {u}" for u in units)
     run = host.run(f"python3 {push_script(host, Path(__file__))} {argv}")
     if run.rc != 0:
         raise RuntimeError(f"log gate: collect failed (rc {run.rc}): {run.stderr[-1000:]}")
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="step", required=True)
     c = sub.add_parser("collect", help="on a host: its error lines as JSON lines")
     c.add_argument("--since", help="journalctl/docker --since (default: everything)")
+    c.add_argument("--unit", action="append", default=[], help="one more systemd unit to read (repeatable)")
     j = sub.add_parser("judge", help="on the controller: error lines against the allow-list")
     j.add_argument("--context", required=True, help="scenario or bench step the lines come from")
     j.add_argument("--allowlist", type=Path,
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
     if args.step == "collect":
-        return collect(args.since)
+        return collect(args.since, tuple(args.unit))
     allowed, refused = judge(read_lines(args.files), load_allowlist(args.allowlist), args.context)
     print(report(args.context, allowed, refused))
     return 1 if refused else 0

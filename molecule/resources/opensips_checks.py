@@ -29,6 +29,7 @@ __all__ = [
     "test_opensips_runs_the_release_under_test", "test_listens_on_every_socket", "test_mi_stays_on_loopback",
     "test_mi_answers_which", "test_opensips_cli_talks_to_the_local_mi", "test_dispatcher_lists_the_rendered_destinations",
     "test_proxy_answers_options", "test_calls_reach_both_media_servers_round_robin",
+    "test_a_rerun_on_the_proxy_changes_nothing",
     "test_changed_destination_is_reloaded_without_restart", "test_broken_snippet_fails_and_the_old_config_keeps_running",
 ]
 
@@ -182,6 +183,17 @@ def test_calls_reach_both_media_servers_round_robin(edge):
     time.sleep(2)  # SIPp flushes the UAS call log on its own schedule
     got = {name: sipkit.uas_invites(other(name), "media") - before[name] for name in edge.media}
     assert got == dict.fromkeys(edge.media, 3)
+
+
+def test_a_rerun_on_the_proxy_changes_nothing(host, edge):
+    """The scenario's idempotence check, on the host its role deploys (the scenario leaves out
+    molecule's own step, which re-ran the stand-ins' sipp role too: sipkit and full-stack check
+    that one), before any test below changes the inventory."""
+    pid = edge.process_id(host)
+    run = converge(edge)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert recap_changed(run.stdout, edge.proxy_name) == 0, run.stdout[-4000:]
+    assert edge.process_id(host) == pid
 
 
 def test_changed_destination_is_reloaded_without_restart(host, edge):
