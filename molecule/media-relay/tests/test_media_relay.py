@@ -193,6 +193,7 @@ def test_cli_listens_on_loopback_only(host):
 def test_forwarding_is_userspace(host):
     options = config_options(host)
     assert options["table"] == "-1"
+    assert options["log-level"] == "6"  # the scenario's: "Startup complete" is an info line
     assert "MANAGE_IPTABLES=no" in host.file("/etc/default/rtpengine-daemon").content_string.splitlines()
     # The log of the running instance: started, and never tried the kernel module.
     invocation = host.check_output(f"systemctl show -p InvocationID --value {SERVICE}")
