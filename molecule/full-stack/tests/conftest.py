@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from opensips_checks import INVENTORY
+from opensips_checks import INVENTORY, other
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +22,12 @@ def lab():
     data = json.loads(data) if isinstance(data, str) else data
     assert len(data["subscribers"]) >= 2, "the lab inventory needs two test accounts"
     return data
+
+
+@pytest.fixture()
+def fs1_stopped():
+    """stack-fs1's SIP stand-in stopped for one test (its port free), started again after it."""
+    fs1 = other("stack-fs1")
+    fs1.check_output("systemctl stop sipkit-uas-media.service")
+    yield fs1
+    fs1.check_output("systemctl start sipkit-uas-media.service")

@@ -220,16 +220,8 @@ def trunk_cancel(lab, from_port_note: str) -> str:
             f"Call-ID: trunk-{from_port_note}-0@{{ip}}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n")
 
 
-@pytest.fixture()
-def fs1_sip_port_free():
-    fs1 = other("stack-fs1")
-    fs1.check_output("systemctl stop sipkit-uas-media.service")
-    yield fs1
-    fs1.check_output("systemctl start sipkit-uas-media.service")
-
-
-def test_a_media_server_is_trusted_from_its_sip_port_only(fs1_sip_port_free, lab):
-    fs1 = fs1_sip_port_free
+def test_a_media_server_is_trusted_from_its_sip_port_only(fs1_stopped, lab):
+    fs1 = fs1_stopped  # its SIP port is free for the spoofing test
     # from its dispatcher URI's port (5060): not challenged, relayed (100 Trying), then cancelled
     # (cancelled well before the stand-ins' 500 ms ring ends, so no call is left answered)
     # (a media server is on the core network: it reaches the proxy's internal socket)

@@ -197,14 +197,6 @@ def test_calls_to_an_unregistered_number_reach_both_media_servers(client, lab):
     assert got == dict.fromkeys(MEDIA, 2)  # round-robin (inventories/lab)
 
 
-@pytest.fixture()
-def fs1_stopped():
-    fs1 = other("stack-fs1")
-    fs1.check_output("systemctl stop sipkit-uas-media.service")
-    yield fs1
-    fs1.check_output("systemctl start sipkit-uas-media.service")
-
-
 def test_failover_when_a_media_server_stops(host, client, lab, fs1_stopped):
     fs2 = other("stack-fs2")
     before = sipkit.uas_invites(fs2, "media")
@@ -359,15 +351,44 @@ def test_metrics_are_served_to_the_monitoring_host_only(client):
     assert stranger.rc != 0 and stranger.stdout.strip() in ("", "000"), (stranger.rc, stranger.stdout)
 
 
+def location(host) -> dict[str, int]:
+    """The location table in memory: AOR -> number of contacts."""
+    return {a["AOR"]: len(a["Contacts"]) for d in mi(host, "ul_dump")["Domains"] for a in d["AORs"]}
+
+
+def location_snapshot(host, client):
+    """The metrics and the location table at one moment.
+
+    Contacts left by earlier tests expire on their own while this module runs,
+    so the table is read before and after the scrape and the pair is kept only
+    when both reads agree (nothing expired in between)."""
+    for _ in range(5):
+        first = location(host)
+        series = scrape(client)
+        if location(host) == first:
+            return series, first
+        time.sleep(1)
+    pytest.fail("the location table kept changing around every scrape")
+
+
 def test_the_registration_gauge_rises_after_a_register(host, client, lab):
     acc = account(lab, 1)
     mi(host, "ul_rm", {"table_name": "location", "aor": acc.user})
-    before = scrape(client)
+    before, table_before = location_snapshot(host, client)
+    assert not [aor for aor in table_before if aor.split("@")[0] == acc.user], table_before
     reg = register(client, acc)
     assert reg.successful == 1, reg.summary()
-    after = scrape(client)
-    assert value(after, "opensips_registered_users") == value(before, "opensips_registered_users") + 1
-    assert value(after, "opensips_location_contacts") == value(before, "opensips_location_contacts") + 1
+    after, table_after = location_snapshot(host, client)
+    added = [aor for aor in table_after if aor.split("@")[0] == acc.user]
+    assert len(added) == 1 and table_after[added[0]] == 1, table_after
+    # the gauges are the table: one more user and contact for this REGISTER,
+    # less whatever earlier tests' contacts expired meanwhile
+    expired = set(table_before) - set(table_after)
+    assert value(before, "opensips_registered_users") == len(table_before)
+    assert value(after, "opensips_registered_users") == len(table_after) \
+        == value(before, "opensips_registered_users") + 1 - len(expired)
+    assert value(before, "opensips_location_contacts") == sum(table_before.values())
+    assert value(after, "opensips_location_contacts") == sum(table_after.values())
     assert value(after, "opensips_accepted_regs") > value(before, "opensips_accepted_regs")
 
 
