@@ -74,7 +74,7 @@ class ImageOracle(_ContainerOracle):
         try:
             body = json.dumps({"jsonrpc": "2.0", "method": mi_method, "params": params or {"full": 1}, "id": 1})
             deadline = time.monotonic() + timeout
-            reply = None
+            reply, last = None, ""
             while time.monotonic() < deadline:
                 run = _docker("exec", name, "curl", "-s", "-m", "3", "-H", "Content-Type: application/json",
                               "-d", body, "http://127.0.0.1:8888/mi")
@@ -84,7 +84,8 @@ class ImageOracle(_ContainerOracle):
                     if "error" not in reply and (ready is None or ready(reply)):
                         return reply, _docker("logs", name).stderr
                 time.sleep(0.5)
-            return reply, _docker("logs", name).stderr
+            # the last MI attempt's own error (curl missing from the image, say) ends the log
+            return reply, _docker("logs", name).stderr + "\n" + last
         finally:
             _docker("rm", "-f", name)
 
