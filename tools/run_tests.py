@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -104,6 +105,20 @@ def run(job: Job) -> Outcome:
         sys.stdout.write(path.read_text(errors="replace"))
         print(f"==== end of {job.name} ====", flush=True)
     return outcome
+
+
+# what a failed job's log says about why, repeated under the results (a CI log is often read from its tail)
+_FAILURE_LINE = re.compile(r"^(FAILED |ERROR |E   |fatal: |failed: |CRITICAL |.*\bTraceback\b|.*log gate)")
+
+
+def failure_digest(path: Path, limit: int = 25) -> list[str]:
+    """The lines of a failed job's log that name what failed: pytest's FAILED/ERROR and assertion
+    lines, Ansible's fatal lines, the log gate's verdict; the last ``limit`` of them."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line[:400] for line in lines if _FAILURE_LINE.match(line)][-limit:]
 
 
 def expected_seconds() -> dict[str, float]:
@@ -206,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     for o in outcomes:
         extra = f" ({o.reason})" if o.reason else ""
         print(f"  {o.status.upper():8} {o.name:32} {o.seconds:7.1f}s{extra}")
+    for o in outcomes:
+        if o.status == "failed":
+            print(f"\n---- why {o.name} failed (from {os.path.relpath(log_path(o.name), ROOT)}) ----")
+            print("\n".join(failure_digest(log_path(o.name))) or "(no failure lines found; read the log)")
     checks = [o for o in outcomes if not o.name.startswith("molecule ")]
     mol = [o for o in outcomes if o.name.startswith("molecule ")]
     count = {s: sum(o.status == s for o in mol) for s in ("passed", "failed", "skipped")}

@@ -85,3 +85,18 @@ def test_scenarios_and_the_lab_never_share_a_network():
         for other_owner, other_name, other_subnet in networks[i + 1:]:
             assert name != other_name, (owner, other_owner, name)
             assert not subnet.overlaps(other_subnet), f"{owner}/{name} {subnet} overlaps {other_owner}/{other_name} {other_subnet}"
+
+
+def test_a_failed_jobs_digest_names_the_failing_tests_and_nothing_else(tmp_path):
+    log = tmp_path / "molecule-x.log"
+    log.write_text("\n".join([
+        "PLAY [Converge] ***", "ok: [clu-proxy1]", "tests/test_a.py::test_one PASSED",
+        "E   AssertionError: {'address_moved_s': 9.1}", "E   assert False",
+        "FAILED tests/test_a.py::test_two - AssertionError: {'address_moved_s': 9.1}",
+        "log gate (cluster): 2 error line(s), 1 refused", "noise line",
+    ]) + "\n")
+    digest = run_tests.failure_digest(log)
+    assert digest == ["E   AssertionError: {'address_moved_s': 9.1}", "E   assert False",
+                      "FAILED tests/test_a.py::test_two - AssertionError: {'address_moved_s': 9.1}",
+                      "log gate (cluster): 2 error line(s), 1 refused"]
+    assert run_tests.failure_digest(tmp_path / "absent.log") == []
