@@ -108,6 +108,17 @@ def wait_for(predicate, timeout: float, step: float = 1.0):
         time.sleep(step)
 
 
+def location(host) -> dict[str, list[str]]:
+    """The registrations in the proxy's memory (MI ul_dump): AOR -> its contacts' URIs."""
+    return {a["AOR"]: [c["Contact"] for c in a["Contacts"]]
+            for d in mi(host, "ul_dump")["Domains"] for a in d["AORs"]}
+
+
+def contacts_of(host, user: str) -> list[str]:
+    """The contacts registered for ``user`` (an AOR's user part, in any domain)."""
+    return [c for aor, contacts in location(host).items() if aor.split("@")[0] == user for c in contacts]
+
+
 def destinations(host):
     sets = mi(host, "ds_list", {"full": 1})["PARTITIONS"][0]["SETS"]
     return {d["URI"]: d for s in sets for d in s["Destinations"]}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import assert_rerun_changes_nothing, mi, other, wait_for
+from opensips_checks import assert_rerun_changes_nothing, contacts_of, mi, other, wait_for
 
 testinfra_hosts = ["ansible://clu-proxy1"]
 
@@ -29,12 +29,6 @@ def account(user: str, password: str, callee: str = "9000") -> sipkit.Account:
 CALLEE = account("1001", "clu-1001-pw")
 CALLER = account("1002", "clu-1002-pw", callee="1001")
 
-
-
-def contacts(proxy, user: str) -> list[str]:
-    dump = mi(proxy, "ul_dump")
-    return [c["Contact"] for d in dump["Domains"] for a in d["AORs"] if a["AOR"].split("@")[0] == user
-            for c in a["Contacts"]]
 
 
 def peer_states(proxy) -> dict[int, str]:
@@ -82,9 +76,9 @@ def registered(host, proxies, client):
 
 
 def test_a_registration_through_one_node_is_on_both(host, proxies, registered):
-    assert any(registered in c for c in contacts(proxies["clu-proxy1"], CALLEE.user))
-    assert wait_for(lambda: any(registered in c for c in contacts(proxies["clu-proxy2"], CALLEE.user)), timeout=10), \
-        contacts(proxies["clu-proxy2"], CALLEE.user)
+    assert any(registered in c for c in contacts_of(proxies["clu-proxy1"], CALLEE.user))
+    assert wait_for(lambda: any(registered in c for c in contacts_of(proxies["clu-proxy2"], CALLEE.user)), timeout=10), \
+        contacts_of(proxies["clu-proxy2"], CALLEE.user)
 
 
 def call_reaches_phone(client, via: str, phone_port: int) -> None:
@@ -115,8 +109,8 @@ def test_a_restarted_node_takes_the_registrations_back_from_its_peer(host, proxi
     proxy2.check_output("systemctl restart opensips")
     # full sharing keeps registrations in memory: they come back from node 1, not from SQL
     assert wait_for(lambda: proxy2.run("systemctl is-active opensips").stdout.strip() == "active", timeout=30)
-    found = wait_for(lambda: any(registered in c for c in contacts(proxy2, CALLEE.user)), timeout=30, step=2)
-    assert found, contacts(proxy2, CALLEE.user)
+    found = wait_for(lambda: any(registered in c for c in contacts_of(proxy2, CALLEE.user)), timeout=30, step=2)
+    assert found, contacts_of(proxy2, CALLEE.user)
     assert wait_for(lambda: peer_states(proxy2) == {1: "Up"}, timeout=30), peer_states(proxy2)
 
 

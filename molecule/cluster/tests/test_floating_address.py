@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import mi, other, recap_changed, run_playbook, wait_for
-from test_cluster import call_reaches_phone, contacts  # the active-active module's helpers
+from opensips_checks import contacts_of, mi, other, recap_changed, run_playbook, wait_for
+from test_cluster import call_reaches_phone  # the active-active module's helper
 
 testinfra_hosts = ["ansible://clu-client"]
 
@@ -104,7 +104,7 @@ def registered(host, pair):
 
 def test_a_phone_registered_through_the_address_is_on_both_nodes(pair, registered):
     for name, node in pair["nodes"].items():
-        assert wait_for(lambda n=node: any(registered in c for c in contacts(n, PHONE.user)), timeout=10), name
+        assert wait_for(lambda n=node: any(registered in c for c in contacts_of(n, PHONE.user)), timeout=10), name
 
 
 @pytest.fixture(scope="module")
@@ -161,5 +161,5 @@ def test_calls_answered_before_the_kill_end_with_bye_through_the_survivor(failov
 
 
 def test_the_phone_registered_before_the_kill_is_reached_through_the_survivor(host, failover, registered):
-    assert any(registered in c for c in contacts(failover["survivor"], PHONE.user))
+    assert any(registered in c for c in contacts_of(failover["survivor"], PHONE.user))
     call_reaches_phone(host, VIP, PHONE_PORT)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import mi, other, run_playbook
+from opensips_checks import location, other, run_playbook
 
 testinfra_hosts = ["ansible://edge-proxy"]
 
@@ -130,7 +130,7 @@ def test_register_over_wss_succeeds(outside):
 def test_registrations_over_tls_and_wss_are_in_usrloc(host, outside):
     run_phone(outside, "tls", 5061, "2003")
     run_phone(outside, "wss", 7443, "2004")
-    contacts = json.dumps(mi(host, "ul_dump"))
+    contacts = json.dumps(location(host))
     assert "transport=tls" in contacts and "transport=ws" in contacts, contacts[:2000]
 
 

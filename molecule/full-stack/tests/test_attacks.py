@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import mi, other, push_script
+from opensips_checks import contacts_of, mi, other, push_script
 from stack import CLIENT, CLIENT2, FS1, PROXY, PROXY_CORE
 
 testinfra_hosts = ["ansible://stack-proxy"]
@@ -36,12 +36,6 @@ def raw(host, **job) -> dict:
 
 def sub(lab, index):
     return lab["subscribers"][index]
-
-
-def contacts_of(host, user) -> list[str]:
-    dump = mi(host, "ul_dump")
-    return [c["Contact"] for d in dump["Domains"] for a in d["AORs"] if a["AOR"].split("@")[0] == user
-            for c in a["Contacts"]]
 
 
 def journal(host, pattern: str, since: str = "-3min") -> int:

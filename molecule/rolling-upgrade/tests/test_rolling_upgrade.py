@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import INVENTORY, assert_rerun_changes_nothing, mi, other
+from opensips_checks import INVENTORY, assert_rerun_changes_nothing, location, mi, other
 
 testinfra_hosts = ["ansible://upg-client"]
 
@@ -27,10 +27,6 @@ RATE, HOLD_MS = 2, 2000
 
 def release(proxy) -> str:
     return mi(proxy, "version")["Server"]
-
-
-def aors(proxy) -> set[str]:
-    return {a["AOR"] for d in mi(proxy, "ul_dump")["Domains"] for a in d["AORs"]}
 
 
 def start_load(client, proxy_ip: str, port: int, user: str) -> str:
@@ -63,7 +59,7 @@ def upgrade_run(host):
         reg = sipkit.run_sipp(host, "register_auth", f"{ip}:5060",
                               accounts=[sipkit.Account(user, DOMAIN, PASSWORDS[user])])
         assert reg.successful == 1, reg.summary()
-    before = {name: aors(p) for name, p in proxies.items()}
+    before = {name: set(location(p)) for name, p in proxies.items()}
     releases_before = {name: release(p) for name, p in proxies.items()}
     workdirs = [start_load(host, ip, port, user) for ip, port, user in PROXIES.values()]
     time.sleep(5)  # the load is flowing before anything is touched
@@ -86,7 +82,7 @@ def upgrade_run(host):
     for workdir, name in zip(workdirs, PROXIES):
         text = host.run(f"cat {workdir}/stat.csv").stdout
         stats[name] = sipkit.parse_stat_csv(text) if text.strip() else {}
-    return {"run": run, "before": before, "after": {name: aors(p) for name, p in proxies.items()},
+    return {"run": run, "before": before, "after": {name: set(location(p)) for name, p in proxies.items()},
             "releases_before": releases_before, "releases_after": {name: release(p) for name, p in proxies.items()},
             "stats": stats}
 
