@@ -108,17 +108,25 @@ def run(job: Job) -> Outcome:
 
 
 # what a failed job's log says about why, repeated under the results (a CI log is often read from its tail)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FRAME = re.compile(r"^\s*│ ?")
 _FAILURE_LINE = re.compile(r"^(FAILED |ERROR |E   |fatal: |failed: |CRITICAL |.*\bTraceback\b|.*log gate)")
 
 
 def failure_digest(path: Path, limit: int = 25) -> list[str]:
-    """The lines of a failed job's log that name what failed: pytest's FAILED/ERROR and assertion
-    lines, Ansible's fatal lines, the log gate's verdict; the last ``limit`` of them."""
+    """The lines of a failed job's log that name what failed: pytest's FAILED/ERROR lines, Ansible's
+    fatal lines and the log gate's verdict, after the last assertion lines (about ``limit`` in all)."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return []
-    return [line[:400] for line in lines if _FAILURE_LINE.match(line)][-limit:]
+    # molecule frames its output (colour codes, a "│ " gutter)
+    lines = [_FRAME.sub("", _ANSI.sub("", line)) for line in lines]
+    found = [line[:400] for line in lines if _FAILURE_LINE.match(line)]
+    # the verdicts (FAILED, fatal, the log gate) all, then as many assertion lines as fit before them
+    verdicts = [line for line in found if not line.startswith("E ")][-limit:]
+    details = [line for line in found if line.startswith("E ")][-max(5, limit - len(verdicts)):]
+    return details + verdicts
 
 
 def expected_seconds() -> dict[str, float]:
@@ -177,7 +185,8 @@ def missing(needs: list[str], src: opensips_source.Source) -> str:
 
 
 def scenario_jobs(selected: list[str], src: opensips_source.Source) -> list[Job]:
-    env = {**os.environ, **src.environment()}
+    # wide, plain output: a failure's lines are not folded at 80 columns nor coloured in the logs
+    env = {**os.environ, **src.environment(), "COLUMNS": "240", "NO_COLOR": "1"}
     return [Job(f"molecule {name}", ["molecule", "test", "-s", name], env, skip=missing(requirements(name), src))
             for name in selected]
 

@@ -94,9 +94,11 @@ def test_a_failed_jobs_digest_names_the_failing_tests_and_nothing_else(tmp_path)
         "E   AssertionError: {'address_moved_s': 9.1}", "E   assert False",
         "FAILED tests/test_a.py::test_two - AssertionError: {'address_moved_s': 9.1}",
         "log gate (cluster): 2 error line(s), 1 refused", "noise line",
+        "  \x1b[2m│\x1b[0m FAILED tests/test_b.py::test_three - assert 2 == 0",
     ]) + "\n")
     digest = run_tests.failure_digest(log)
     assert digest == ["E   AssertionError: {'address_moved_s': 9.1}", "E   assert False",
                       "FAILED tests/test_a.py::test_two - AssertionError: {'address_moved_s': 9.1}",
-                      "log gate (cluster): 2 error line(s), 1 refused"]
+                      "log gate (cluster): 2 error line(s), 1 refused",
+                      "FAILED tests/test_b.py::test_three - assert 2 == 0"]
     assert run_tests.failure_digest(tmp_path / "absent.log") == []

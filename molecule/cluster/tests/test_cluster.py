@@ -114,6 +114,24 @@ def test_a_restarted_node_takes_the_registrations_back_from_its_peer(host, proxi
     assert wait_for(lambda: peer_states(proxy2) == {1: "Up"}, timeout=30), peer_states(proxy2)
 
 
+def test_the_link_watch_runs_after_each_start_and_leaves_a_disabled_peer_alone(host, proxies):
+    """opensips-cluster-links (after every start, and in the undrain step) restarts the pinging of a
+    link left down; a peer the operator disabled is not its business."""
+    proxy1 = proxies["clu-proxy1"]
+    assert "opensips-cluster-links" in proxy1.check_output("systemctl show opensips -p ExecStartPost")
+    healthy = proxy1.run("/usr/local/sbin/opensips-cluster-links --timeout 20")
+    assert healthy.rc == 0 and json.loads(healthy.stdout)["links"] == {"2": ["enabled", "Up"]}, healthy.stdout
+    mi(proxy1, "clusterer_set_status", {"cluster_id": 1, "node_id": 2, "status": 0})
+    try:
+        left = proxy1.run("/usr/local/sbin/opensips-cluster-links --timeout 5 --grace 1")
+        assert left.rc == 0, left.stdout
+        assert {n["node_id"]: n["state"] for c in mi(proxy1, "clusterer_list")["Clusters"] for n in c["Nodes"]} \
+            == {2: "disabled"}
+    finally:
+        mi(proxy1, "clusterer_set_status", {"cluster_id": 1, "node_id": 2, "status": 1})
+    assert wait_for(lambda: peer_states(proxy1) == {2: "Up"}, timeout=LINK_UP_S), peer_states(proxy1)
+
+
 def test_every_node_renders_its_own_id_and_the_other_as_neighbour(host, proxies):
     for name, own, peer, peer_id in (("clu-proxy1", 1, PROXY2, 2), ("clu-proxy2", 2, PROXY1, 1)):
         cfg = proxies[name].file("/etc/opensips/opensips.cfg").content_string
