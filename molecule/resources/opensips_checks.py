@@ -108,10 +108,18 @@ def wait_for(predicate, timeout: float, step: float = 1.0):
         time.sleep(step)
 
 
-def location(host) -> dict[str, list[str]]:
-    """The registrations in the proxy's memory (MI ul_dump): AOR -> its contacts' URIs."""
-    return {a["AOR"]: [c["Contact"] for c in a["Contacts"]]
-            for d in mi(host, "ul_dump")["Domains"] for a in d["AORs"]}
+def location(host, live_only: bool = True) -> dict[str, list[str]]:
+    """The registrations in the proxy's memory (MI ul_dump): AOR -> its contacts' URIs.
+
+    With a database in write-back mode, a contact removed (MI ul_rm, a REGISTER with expires 0) or
+    expired after it was written stays in memory, marked "deleted"/"expired", until usrloc's next
+    timer run (up to 60 s) removes it from memory and the table. No call reaches it: ``live_only``
+    leaves it out (and an AOR with nothing else); ``live_only=False`` lists memory as usrloc's
+    statistics count it."""
+    table = {a["AOR"]: [c["Contact"] for c in a["Contacts"]
+                        if not live_only or c.get("Expires") not in ("deleted", "expired")]
+             for d in mi(host, "ul_dump")["Domains"] for a in d["AORs"]}
+    return {aor: contacts for aor, contacts in table.items() if contacts or not live_only}
 
 
 def contacts_of(host, user: str) -> list[str]:
