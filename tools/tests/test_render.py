@@ -34,6 +34,8 @@ FILES = {
 PAIR_FILES = {"keepalived.conf", "sipedge-vip-notify", "opensips-floating.sh", "opensips-floating.conf"}
 GALERA_FILES = {"galera.cnf", "opensips-db-ready"}
 DB_VIP_FILES = {"keepalived.conf", "sipedge-vip-notify"}
+# any cluster of packaged proxies: the watch of the clusterer links and its systemd drop-in
+CLUSTER_FILES = {"opensips-cluster-links", "opensips-cluster-links.conf"}
 # The modules a render runs, all on this machine: files (template is copy/stat/file), the
 # listing, and sip_tls's checks of the vault's certificate and key. No setup (facts).
 LOCAL_MODULES = {"file", "copy", "stat", "find", "x509_certificate_info", "openssl_privatekey_info"}
@@ -70,6 +72,11 @@ def pair(env: str) -> dict:
     if not pv.get("sip_floating_address"):
         return {}
     return {"public": pv["sip_floating_address"], "core": pv.get("sip_floating_internal_address") or pv["sip_floating_address"]}
+
+
+def cluster(env: str) -> bool:
+    """The proxies are a cluster (the examples install from packages: the watch's drop-in too)."""
+    return group_vars(env, "sip_proxies").get("opensips_cluster_mode", "none") != "none"
 
 
 def galera(env: str) -> bool:
@@ -127,7 +134,7 @@ def test_every_host_gets_its_files_and_only_those(rendered):
     env, out = rendered["env"], rendered["out"]
     inv = inventory(env)
     assert sorted(p.name for p in out.iterdir()) == sorted(h for g in EDGE_GROUPS for h in inv[g])
-    extra = {"sip_proxies": PAIR_FILES if pair(env) else set(),
+    extra = {"sip_proxies": (PAIR_FILES if pair(env) else set()) | (CLUSTER_FILES if cluster(env) else set()),
              "sip_db": (GALERA_FILES if galera(env) else set()) | (DB_VIP_FILES if db_address(env) else set())}
     for group in EDGE_GROUPS:
         for host in inv[group]:

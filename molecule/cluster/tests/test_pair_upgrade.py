@@ -47,10 +47,20 @@ def upgraded(host, tmp_path_factory):
     load.start()
     # the proxies only: the scenario has one media server, which the media-server step would take
     # out of rotation (the rolling-upgrade scenario covers that step)
+    since = nodes[NODES[0]].check_output("date '+%Y-%m-%d %H:%M:%S'")
     started = time.monotonic()
     run = run_playbook(ROOT / "playbooks" / "upgrade.yml", "sip_proxies", inventories=[overlay])
     upgrade_s = time.monotonic() - started
     load.join(600)
+    # how often a restarted node's link was left down and its pinging restarted (opensips-cluster-links)
+    restarts = {name: int(node.run(f"journalctl -q --no-pager -t opensips-cluster-links --since '{since}' "
+                                   "| grep -c 'restarting its pinging'").stdout.strip() or 0)
+                for name, node in nodes.items()}
+    report = {"upgrade_s": round(upgrade_s, 1), "link_pinging_restarted": restarts}
+    print(f"PAIR UPGRADE {report}")
+    out = ROOT / "build" / "logs" / "cluster"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pair-upgrade.json").write_text(json.dumps(report, indent=1) + "\n")
     return {"run": run, "holder_before": holder, "nodes": nodes, "load": outcome.get("result"), "upgrade_s": upgrade_s}
 
 
