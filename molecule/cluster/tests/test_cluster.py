@@ -31,9 +31,10 @@ CALLER = account("1002", "clu-1002-pw", callee="1001")
 
 
 
-def peer_states(proxy) -> dict[int, str]:
+def peer_states(proxy, field: str = "link_state") -> dict[int, str]:
+    """Each peer's link state (or another field of MI clusterer_list, such as its "state")."""
     clusters = mi(proxy, "clusterer_list")["Clusters"]
-    return {n["node_id"]: n["link_state"] for c in clusters for n in c["Nodes"]}
+    return {n["node_id"]: n[field] for c in clusters for n in c["Nodes"]}
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +126,7 @@ def test_the_link_watch_runs_after_each_start_and_leaves_a_disabled_peer_alone(h
     try:
         left = proxy1.run("/usr/local/sbin/opensips-cluster-links --timeout 5 --grace 1")
         assert left.rc == 0, left.stdout
-        assert {n["node_id"]: n["state"] for c in mi(proxy1, "clusterer_list")["Clusters"] for n in c["Nodes"]} \
-            == {2: "disabled"}
+        assert peer_states(proxy1, "state") == {2: "disabled"}
     finally:
         mi(proxy1, "clusterer_set_status", {"cluster_id": 1, "node_id": 2, "status": 1})
     assert wait_for(lambda: peer_states(proxy1) == {2: "Up"}, timeout=LINK_UP_S), peer_states(proxy1)
