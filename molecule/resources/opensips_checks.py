@@ -25,7 +25,7 @@ import sipkit
 
 __all__ = [
     "Edge", "mi", "push_script", "destinations", "other", "rendered_config", "real_parser_check", "recap_changed",
-    "run_playbook", "assert_rerun_changes_nothing",
+    "run_playbook", "assert_rerun_changes_nothing", "keep_figures",
     "test_opensips_runs_the_release_under_test", "test_listens_on_every_socket", "test_mi_stays_on_loopback",
     "test_mi_answers_which", "test_opensips_cli_talks_to_the_local_mi", "test_dispatcher_lists_the_rendered_destinations",
     "test_proxy_answers_options", "test_calls_reach_both_media_servers_round_robin",
@@ -74,7 +74,8 @@ def other(name):
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
 
 
-MI_CLIENT = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "opensips_mi.py"
+ROOT = Path(__file__).resolve().parents[2]
+MI_CLIENT = ROOT / "plugins" / "module_utils" / "opensips_mi.py"
 
 
 def push_script(host, script: Path) -> str:
@@ -106,6 +107,15 @@ def wait_for(predicate, timeout: float, step: float = 1.0):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(step)
+
+
+def keep_figures(scenario: str, name: str, report: dict) -> None:
+    """Print what a test measured and keep it with the scenario's logs (build/logs/<scenario>/<name>.json):
+    the README's figures come from there."""
+    print(f"{name.upper()} {report}")
+    out = ROOT / "build" / "logs" / scenario
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
 
 
 def location(host, live_only: bool = True) -> dict[str, list[str]]:

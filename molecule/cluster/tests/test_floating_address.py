@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import contacts_of, mi, other, recap_changed, run_playbook, wait_for
+from opensips_checks import contacts_of, keep_figures, mi, other, recap_changed, run_playbook, wait_for
 from test_cluster import call_reaches_phone  # the active-active module's helper
 
 testinfra_hosts = ["ansible://clu-client"]
@@ -133,11 +133,7 @@ def failover(host, pair, registered):
               "tag_active_s": round(tagged_after, 1), "kill_at_s": round(killed - started, 1),
               "dialogs_on_victim_at_kill": answered_before, "successful": result.successful,
               "failed": result.failed}
-    print(f"FAILOVER {report}")
-    # kept with the scenario's logs: the README's failover figures come from here
-    out = SCENARIO.parents[1] / "build" / "logs" / "cluster"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "failover.json").write_text(json.dumps(report, indent=1) + "\n")
+    keep_figures("cluster", "failover", report)
     yield {"report": report, "moved": moved, "tagged": tagged, "result": result,
            "survivor": pair["nodes"][survivor], "victim": victim}
     # the killed node comes back as the backup (nopreempt): the address stays put

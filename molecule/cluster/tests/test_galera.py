@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import other, recap_changed, run_playbook, wait_for
+from opensips_checks import keep_figures, other, recap_changed, run_playbook, wait_for
 from test_floating_address import DOMAIN, NODES, VIP, holds_address
 
 testinfra_hosts = ["ansible://clu-client"]
@@ -153,10 +153,7 @@ def outage(host, dbs):
               "registers": reg.successful, "registers_failed": reg.failed,
               "registers_after_move": after.successful, "registers_after_move_failed": after.failed,
               "calls": calls.successful, "calls_failed": calls.failed}
-    print(f"GALERA {report}")
-    out = ROOT / "build" / "logs" / "cluster"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "galera.json").write_text(json.dumps(report, indent=1) + "\n")
+    keep_figures("cluster", "galera", report)
     return {"report": report, "moved": moved, "rejoined": rejoined, "register": reg, "after": after,
             "calls": calls, "acc_before": acc_before, "victim": victim, "witness": witness}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import sipkit
-from opensips_checks import mi, other, run_playbook, wait_for
+from opensips_checks import keep_figures, mi, other, run_playbook, wait_for
 from test_floating_address import ACTIVE_BACKUP, DOMAIN, NODES, VIP, holds_address, tag_state
 
 testinfra_hosts = ["ansible://clu-client"]
@@ -57,10 +57,7 @@ def upgraded(host, tmp_path_factory):
                                    "| grep -c 'restarting its pinging'").stdout.strip() or 0)
                 for name, node in nodes.items()}
     report = {"upgrade_s": round(upgrade_s, 1), "link_pinging_restarted": restarts}
-    print(f"PAIR UPGRADE {report}")
-    out = ROOT / "build" / "logs" / "cluster"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pair-upgrade.json").write_text(json.dumps(report, indent=1) + "\n")
+    keep_figures("cluster", "pair-upgrade", report)
     return {"run": run, "holder_before": holder, "nodes": nodes, "load": outcome.get("result"), "upgrade_s": upgrade_s}
 
 
