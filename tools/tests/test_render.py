@@ -426,6 +426,15 @@ def test_a_pair_whose_media_servers_cannot_follow_the_floating_address_is_refuse
     assert not any((out / proxy).exists() for proxy in inventory("production")["sip_proxies"])
 
 
+def test_a_cluster_without_opensips_cli_is_refused(tmp_path):
+    """production's pair with opensips-cli turned off: nothing could watch the clusterer links."""
+    out = tmp_path / "rendered"
+    run = ansible_render("production", out, "-e", "opensips_cli_enabled=false")
+    assert run.returncode != 0
+    assert "needs opensips_cli_enabled: true" in " ".join(run.stdout.split()), run.stdout[-3000:]
+    assert not list(out.rglob("opensips.cfg"))
+
+
 @pytest.mark.parametrize("bad, variable", [
     # a bootstrap node outside the cluster would start a second cluster beside the first
     (["-e", "opensips_db_galera_bootstrap_node=db9.prod.example.net"], "opensips_db_galera_bootstrap_node (db9.prod.example.net)"),
