@@ -345,6 +345,31 @@ def test_bad_input_fails_before_any_change(host, overrides, message):
     assert main_pid(host) == pid
 
 
+def test_expected_calls_beyond_the_relays_open_file_limit_fail_before_any_change(host):
+    # rtpengine opens one socket per port: a range that holds the calls is not
+    # enough when the daemon may not open that many files ("Too many open
+    # files", then "Ran out of ports", found by make bench at 720 calls/s).
+    limits = host.file(f"/proc/{main_pid(host)}/limits").content_string
+    nofile = re.search(r"^Max open files\s+(\S+)", limits, re.M).group(1)
+    calls = int(nofile) // 4 + 1 if nofile != "unlimited" else 0  # 4 ports each: more than the limit allows
+    if not calls or 10000 + 4 * calls - 1 > 65535:
+        pytest.skip(f"SKIPPED: the relay may open {nofile} files, more than a port range above 10000 can use")
+    # a range that holds exactly the expected calls, so only the file limit can refuse them
+    overrides = {"rtpengine_port_min": 10000, "rtpengine_port_max": 10000 + 4 * calls - 1,
+                 "rtpengine_expected_concurrent_calls": calls, "rtpengine_expected_calls_per_second": 0}
+    before = host.file(CONFIG).sha256sum
+    pid = main_pid(host)
+    run = converge_relay(json.dumps(overrides))
+    output = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode != 0
+    assert (f"rtpengine may open {nofile} files (its open-file limit on relay-relay1), but the expected calls hold "
+            f"{4 * calls} ports, one socket each") in output, output[-3000:]
+    assert "rtpengine_expected_concurrent_calls " + str(calls) in output
+    assert "Render rtpengine.conf" not in output
+    assert host.file(CONFIG).sha256sum == before
+    assert main_pid(host) == pid
+
+
 @pytest.fixture(scope="module")
 def rendered_cfg():
     return rendered_config("relay-proxy")
