@@ -349,7 +349,8 @@ def test_expected_calls_beyond_the_relays_open_file_limit_fail_before_any_change
     # rtpengine opens one socket per port: a range that holds the calls is not
     # enough when the daemon may not open that many files ("Too many open
     # files", then "Ran out of ports", found by make bench at 720 calls/s).
-    limits = host.file(f"/proc/{main_pid(host)}/limits").content_string
+    pid = main_pid(host)
+    limits = host.file(f"/proc/{pid}/limits").content_string
     nofile = re.search(r"^Max open files\s+(\S+)", limits, re.M).group(1)
     calls = int(nofile) // 4 + 1 if nofile != "unlimited" else 0  # 4 ports each: more than the limit allows
     if not calls or 10000 + 4 * calls - 1 > 65535:
@@ -358,7 +359,6 @@ def test_expected_calls_beyond_the_relays_open_file_limit_fail_before_any_change
     overrides = {"rtpengine_port_min": 10000, "rtpengine_port_max": 10000 + 4 * calls - 1,
                  "rtpengine_expected_concurrent_calls": calls, "rtpengine_expected_calls_per_second": 0}
     before = host.file(CONFIG).sha256sum
-    pid = main_pid(host)
     run = converge_relay(json.dumps(overrides))
     output = " ".join((run.stdout + run.stderr).split())
     assert run.returncode != 0
